@@ -1,0 +1,2 @@
+# MPI tests: one flowlm_mpi_test line per tests/mpi/test_<name>.cpp (run at np 1, 2, 4).
+flowlm_mpi_test(comm LIBS flowlm_comm)
