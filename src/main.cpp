@@ -1,9 +1,195 @@
-// flowlm command line: placeholder until the CLI lands.
+// flowlm: one binary, one job file per run.
+//
+//   flowlm <stage> <job.toml> [--set section.key=value]... [--dry-run]
+//   flowlm inspect <file.h5>
+//   flowlm --version | --help | <stage> --help
+//
+// Library code throws typed errors (src/core/error.hpp); this file alone turns them into a
+// message and an exit code: 0 success, 1 failure, 2 usage error, 3 interrupted by a signal
+// after saving a checkpoint (resumable: a batch script requeues the job).
+#include <fmt/format.h>
+#include <CLI/CLI.hpp>
+
+#include <cstdio>
+#include <exception>
+#include <filesystem>
+#include <functional>
+#include <string>
+#include <vector>
+
 #include "comm/comm.hpp"
+#include "config/config.hpp"
+#include "core/error.hpp"
+#include "core/log.hpp"
+#include "flowlm/build_config.hpp"
 #include "kernels/backend.hpp"
+#include "kernels/cuda/device.hpp"
+#include "stages/stage.hpp"
+
+namespace {
+
+using flowlm::comm::Communicator;
+
+/// Thrown on every rank when all ranks know that a step failed (e.g. a bad job file): only
+/// rank 0 reports it, and nobody needs to abort the others.
+struct AgreedFailure {
+  int code;
+  std::string message;
+};
+
+/// Loads the job on every rank; if any rank fails, all ranks throw AgreedFailure together.
+flowlm::config::JobConfig load_job_everywhere(const std::filesystem::path& file,
+                                              const std::vector<std::string>& overrides,
+                                              const Communicator& world) {
+  flowlm::config::JobConfig job;
+  std::string error;
+  try {
+    job = flowlm::config::load_job(file, overrides);
+  } catch (const flowlm::Error& e) {
+    error = e.what();
+  }
+  if (world.any(!error.empty())) {
+    std::string msg = error;
+    world.broadcast(msg);  // rank 0's words (every rank reads the same file)
+    throw AgreedFailure{1, msg.empty() ? "another rank could not read the job file" : msg};
+  }
+  return job;
+}
+
+/// A stage that runs from a job file.
+struct JobStage {
+  const char* name;
+  const char* summary;
+  void (*run)(const flowlm::stages::StageContext&);
+};
+
+const std::vector<JobStage>& job_stages() {
+  static const std::vector<JobStage> stages = {
+      {"prepare", "tokenize text files into train/val token shards (prepare.*)", flowlm::stages::run_prepare},
+      {"train", "train a GPT on token shards, with checkpoints and resume (model.*, optim.*, train.*)",
+       flowlm::stages::run_train},
+  };
+  return stages;
+}
+
+std::string version_text() {
+  std::string cuda = "no (built without CUDA)";
+#if FLOWLM_HAVE_CUDA
+  cuda = "yes, " + flowlm::kernels::cuda::description();
+#endif
+  return fmt::format(
+      "flowlm {} ({})\n"
+      "  host backend : {}\n"
+      "  CUDA         : {}\n"
+      "  MPI          : {}\n"
+      "  HDF5         : {} ({})\n",
+      FLOWLM_VERSION, FLOWLM_GIT_DESCRIBE, flowlm::kernels::backend_description(), cuda,
+      flowlm::comm::mpi_library_version(), FLOWLM_HDF5_VERSION,
+      FLOWLM_HDF5_PARALLEL ? "parallel: ranks write their own tensors collectively"
+                           : "serial: multi-rank writes funnel through rank 0");
+}
+
+int run(int argc, char** argv, const Communicator& world) {
+  CLI::App app{
+      "flowlm: FLOW fine-tuning, Inheritune and LAWA averaging for GPT models on HPC systems.\n"
+      "Each stage is one batch step: `srun flowlm <stage> job.toml` under Slurm, or plain\n"
+      "`flowlm <stage> job.toml` on one process. Relative paths in job files are relative to\n"
+      "the working directory.",
+      "flowlm"};
+  app.require_subcommand(0, 1);
+  bool show_version = false;
+  app.add_flag("--version", show_version, "print the version and the backends this build uses, then exit");
+  app.footer(
+      "Run `flowlm <stage> --help` for a stage's options; `flowlm reference` prints every job-file key.");
+
+  std::filesystem::path job_file;
+  std::vector<std::string> overrides;
+  bool dry_run = false;
+  std::vector<std::pair<CLI::App*, const JobStage*>> subs;
+  for (const auto& st : job_stages()) {
+    CLI::App* sub = app.add_subcommand(st.name, st.summary);
+    sub->add_option("job", job_file, "the job file (TOML)")->required();
+    sub->add_option("--set", overrides, "override one job-file key: --set section.key=value (repeatable)")
+        ->type_name("KEY=VALUE")
+        ->allow_extra_args(false);
+    sub->add_flag("--dry-run", dry_run, "print the fully resolved job as TOML and exit");
+    subs.emplace_back(sub, &st);
+  }
+  std::filesystem::path inspect_file;
+  CLI::App* inspect = app.add_subcommand("inspect", "print a readable summary of a flowlm HDF5 file");
+  inspect->add_option("file", inspect_file, "checkpoint, sample set or scores file (.h5)")->required();
+  CLI::App* reference =
+      app.add_subcommand("reference", "print every job-file key with its default and meaning");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    if (world.rank() != 0) return e.get_exit_code() == 0 ? 0 : 2;
+    const int code = app.exit(e);
+    return code == 0 ? 0 : 2;
+  }
+
+  if (show_version) {
+    if (world.is_root()) std::fputs(version_text().c_str(), stdout);
+    return 0;
+  }
+  if (*reference) {
+    if (world.is_root()) std::fputs(flowlm::config::reference_toml().c_str(), stdout);
+    return 0;
+  }
+  if (*inspect) {
+    flowlm::stages::run_inspect(inspect_file, world);
+    return 0;
+  }
+  for (const auto& [sub, st] : subs) {
+    if (!*sub) continue;
+    const flowlm::config::JobConfig job = load_job_everywhere(job_file, overrides, world);
+    if (dry_run) {
+      if (world.is_root()) std::fputs(flowlm::config::to_toml(job).c_str(), stdout);
+      return 0;
+    }
+    st->run(flowlm::stages::StageContext{job, job_file, world});
+    return 0;
+  }
+  if (world.is_root()) std::fputs(app.help().c_str(), stdout);
+  return 2;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   flowlm::comm::Environment mpi(argc, argv);
   flowlm::kernels::BackendScope backend(argc, argv);
-  return 0;
+  const Communicator world = Communicator::world();
+  flowlm::log::set_rank(world.rank());
+
+  int code = 0;
+  std::string message;
+  try {
+    code = run(argc, argv, world);
+  } catch (const AgreedFailure& e) {
+    if (world.is_root()) std::fprintf(stderr, "flowlm: error: %s\n", e.message.c_str());
+    return e.code;
+  } catch (const flowlm::UsageError& e) {
+    code = 2;
+    message = e.what();
+  } catch (const flowlm::Interrupted& e) {
+    // Every rank agreed to stop and the state is saved: say so once, no abort needed.
+    if (world.is_root()) std::fprintf(stderr, "flowlm: %s\n", e.what());
+    return 3;
+  } catch (const flowlm::Error& e) {
+    code = 1;
+    message = e.what();
+  } catch (const std::exception& e) {
+    code = 1;
+    message = fmt::format("internal error: {}", e.what());
+  }
+  if (code != 0 && !message.empty()) {
+    const std::string where = world.size() > 1 ? fmt::format(" (rank {})", world.rank()) : "";
+    std::fprintf(stderr, "flowlm: error%s: %s\n", where.c_str(), message.c_str());
+    std::fflush(stderr);
+    // Ranks that did not fail may be waiting in a collective: end the whole job.
+    if (world.size() > 1) world.abort(code);
+  }
+  return code;
 }

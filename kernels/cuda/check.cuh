@@ -9,7 +9,8 @@
 namespace flowlm::kernels::cuda {
 
 inline void cuda_check(cudaError_t err, const char* call, const char* file, int line) {
-  if (err != cudaSuccess) fail<Error>("CUDA error '{}' in {} at {}:{}", cudaGetErrorString(err), call, file, line);
+  if (err != cudaSuccess)
+    fail<Error>("CUDA error '{}' in {} at {}:{}", cudaGetErrorString(err), call, file, line);
 }
 
 }  // namespace flowlm::kernels::cuda

@@ -24,7 +24,8 @@ std::string description() {
   if (n == 0) return s + ", no device visible";
   cudaDeviceProp prop{};
   FLOWLM_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
-  return fmt::format("{}, {} device{} ({}, sm_{}{})", s, n, n == 1 ? "" : "s", prop.name, prop.major, prop.minor);
+  return fmt::format("{}, {} device{} ({}, sm_{}{})", s, n, n == 1 ? "" : "s", prop.name, prop.major,
+                     prop.minor);
 }
 
 }  // namespace flowlm::kernels::cuda

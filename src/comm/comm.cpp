@@ -1,6 +1,8 @@
 #include "comm/comm.hpp"
 
 #include <algorithm>
+#include <cstdlib>
+#include <limits>
 #include <numeric>
 
 #include "core/error.hpp"
@@ -19,11 +21,17 @@ void check(int rc, const char* what) {
 template <class T>
 MPI_Datatype mpi_type();
 template <>
-MPI_Datatype mpi_type<float>() { return MPI_FLOAT; }
+MPI_Datatype mpi_type<float>() {
+  return MPI_FLOAT;
+}
 template <>
-MPI_Datatype mpi_type<double>() { return MPI_DOUBLE; }
+MPI_Datatype mpi_type<double>() {
+  return MPI_DOUBLE;
+}
 template <>
-MPI_Datatype mpi_type<std::int64_t>() { return MPI_INT64_T; }
+MPI_Datatype mpi_type<std::int64_t>() {
+  return MPI_INT64_T;
+}
 
 template <class T>
 void allreduce_buckets(MPI_Comm comm, T* buf, index_t n, MPI_Op op) {
@@ -40,7 +48,8 @@ std::vector<T> allgatherv_impl(MPI_Comm comm, int size, const std::vector<T>& lo
   check(MPI_Allgather(&mine, 1, MPI_INT64_T, counts64.data(), 1, MPI_INT64_T, comm), "MPI_Allgather");
   std::vector<int> counts(counts64.begin(), counts64.end()), displs(counts.size(), 0);
   const std::int64_t total = std::accumulate(counts64.begin(), counts64.end(), std::int64_t{0});
-  if (total > std::numeric_limits<int>::max()) fail<Error>("allgatherv: {} elements exceed MPI's int count", total);
+  if (total > std::numeric_limits<int>::max())
+    fail<Error>("allgatherv: {} elements exceed MPI's int count", total);
   std::partial_sum(counts.begin(), counts.end() - 1, displs.begin() + 1);
   std::vector<T> out(static_cast<std::size_t>(total));
   check(MPI_Allgatherv(local.data(), static_cast<int>(mine), mpi_type<T>(), out.data(), counts.data(),
@@ -84,9 +93,16 @@ Communicator::Communicator(MPI_Comm comm) : comm_(comm) {
 
 void Communicator::barrier() const { check(MPI_Barrier(comm_), "MPI_Barrier"); }
 
+void Communicator::abort(int code) const {
+  MPI_Abort(comm_, code);
+  std::abort();  // MPI_Abort does not return; this keeps the [[noreturn]] promise
+}
+
 void Communicator::allreduce_sum(float* buf, index_t n) const { allreduce_buckets(comm_, buf, n, MPI_SUM); }
 void Communicator::allreduce_sum(double* buf, index_t n) const { allreduce_buckets(comm_, buf, n, MPI_SUM); }
-void Communicator::allreduce_sum(std::int64_t* buf, index_t n) const { allreduce_buckets(comm_, buf, n, MPI_SUM); }
+void Communicator::allreduce_sum(std::int64_t* buf, index_t n) const {
+  allreduce_buckets(comm_, buf, n, MPI_SUM);
+}
 void Communicator::allreduce_max(float* buf, index_t n) const { allreduce_buckets(comm_, buf, n, MPI_MAX); }
 void Communicator::allreduce_max(double* buf, index_t n) const { allreduce_buckets(comm_, buf, n, MPI_MAX); }
 void Communicator::allreduce_min(double* buf, index_t n) const { allreduce_buckets(comm_, buf, n, MPI_MIN); }

@@ -47,6 +47,9 @@ class Communicator {
   MPI_Comm native() const { return comm_; }
 
   void barrier() const;
+  /// Ends every rank of the job with `code` (used by main when one rank fails alone, so
+  /// that the others do not wait forever in a collective).
+  [[noreturn]] void abort(int code) const;
 
   /// In-place element-wise reductions over all ranks, in buckets of kBucketElems.
   void allreduce_sum(float* buf, index_t n) const;

@@ -1,5 +1,5 @@
 // Typed errors thrown by library code. Only main.cpp turns them into a message and an
-// exit code: UsageError -> 2, every other flowlm::Error -> 1.
+// exit code: UsageError -> 2, Interrupted -> 3, every other flowlm::Error -> 1.
 #pragma once
 
 #include <fmt/format.h>
@@ -43,6 +43,13 @@ class DataError : public Error {
 
 /// \brief Training went numerically wrong: NaN or Inf loss or gradient.
 class NumericError : public Error {
+ public:
+  using Error::Error;
+};
+
+/// \brief A stop requested by a signal (Slurm preemption or time limit) after the state was
+/// saved: exit code 3 tells the batch script that the job can be requeued and resumed.
+class Interrupted : public Error {
  public:
   using Error::Error;
 };

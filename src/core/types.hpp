@@ -25,7 +25,8 @@ struct Tensor {
   std::vector<float> data;
 
   Tensor() = default;
-  explicit Tensor(Shape s, float fill = 0.0f) : shape(std::move(s)), data(static_cast<std::size_t>(shape_numel(shape)), fill) {}
+  explicit Tensor(Shape s, float fill = 0.0f)
+      : shape(std::move(s)), data(static_cast<std::size_t>(shape_numel(shape)), fill) {}
   index_t numel() const { return static_cast<index_t>(data.size()); }
   float* ptr() { return data.data(); }
   const float* ptr() const { return data.data(); }

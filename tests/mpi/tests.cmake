@@ -1,2 +1,4 @@
 # MPI tests: one flowlm_mpi_test line per tests/mpi/test_<name>.cpp (run at np 1, 2, 4).
 flowlm_mpi_test(comm LIBS flowlm_comm)
+flowlm_mpi_test(loader LIBS flowlm_data)
+flowlm_mpi_test(checkpoint_mpi LIBS flowlm_io)

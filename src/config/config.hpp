@@ -1,0 +1,118 @@
+// Job files: TOML parsed once into typed structs. Defaults live only in the member
+// initialisers below; the key names, docs and constraints live in the field tables of
+// schema.cpp, and one generic engine (config.cpp) parses, checks, overrides and prints.
+//
+// Required keys: none globally. A stage checks what it needs with require_nonempty()
+// (e.g. `prepare` needs prepare.inputs), so one job file can serve every stage.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace flowlm::config {
+
+/// \brief Where a run writes and how it is seeded.
+struct RunConfig {
+  std::string dir = "runs/default";
+  std::int64_t seed = 1337;
+};
+
+/// \brief Token shards for pretraining / validation.
+struct DataConfig {
+  std::vector<std::string> train;  // paths or globs of llm.c .bin shards or raw uint16 .bin
+  std::vector<std::string> val;
+  std::int64_t vocab_size = 256;  // tokens must be < vocab_size
+};
+
+/// \brief The `prepare` stage: text files -> token shards.
+struct PrepareConfig {
+  std::vector<std::string> inputs;  // text files or globs (required for prepare)
+  std::string output_dir = "data";  // writes <output_dir>/<name>_train_NNNNNN.bin, _val_
+  std::string name = "text";
+  std::string tokenizer = "byte";         // "byte" (vocab 256); "gpt2" later
+  double val_fraction = 0.1;              // in [0, 0.5]
+  std::int64_t shard_tokens = 100000000;  // max tokens per shard, >= 1024
+};
+
+/// \brief GPT model shape and initialisation.
+struct ModelConfig {
+  std::int64_t n_layer = 6, n_head = 6, n_embd = 384, vocab_size = 256, block_size = 256;
+  std::string init_from = "";  // checkpoint to start from ("" = random init)
+};
+
+/// \brief AdamW and the learning-rate schedule.
+struct OptimConfig {
+  double lr = 6e-4, min_lr = 6e-5, weight_decay = 0.1, beta1 = 0.9, beta2 = 0.95, eps = 1e-8;
+  double grad_clip = 1.0;  // 0 disables
+  // "cosine" (warmup then cosine to min_lr), "constant" (after warmup), "wsd"
+  std::string schedule = "cosine";
+  std::int64_t warmup_steps = 100;
+  double decay_fraction = 0.2;    // wsd: last fraction of max_steps decays linearly to min_lr
+  bool decay_embeddings = false;  // weight decay on wte/wpe (never on biases and norms)
+};
+
+/// \brief Batch shape, length of the run and logging cadence.
+struct TrainConfig {
+  std::int64_t global_batch = 8;  // sequences per optimizer step, all ranks together
+  std::int64_t micro_batch = 8;   // sequences per rank per forward/backward
+  std::int64_t seq_len = 256;     // T, <= model.block_size
+  std::int64_t max_steps = 1000;
+  std::int64_t log_every = 10, val_every = 100, val_batches = 20;
+  bool resume = false;
+};
+
+/// \brief Which steps are saved and how many are kept.
+struct CheckpointConfig {
+  std::int64_t save_every = 0;           // 0 = only the steps listed and the final step
+  std::vector<std::int64_t> save_steps;  // extra steps to save at (LAWA spacing)
+  std::int64_t keep_last = 0;            // 0 = keep all
+  bool save_final = true;
+};
+
+/// \brief One job file, every section resolved.
+struct JobConfig {
+  RunConfig run;
+  DataConfig data;
+  PrepareConfig prepare;
+  ModelConfig model;
+  OptimConfig optim;
+  TrainConfig train;
+  CheckpointConfig checkpoint;
+};
+
+/// \brief Loads a job file and applies "section.key=value" overrides (from `--set`, in
+/// order; the last one wins). Throws IoError when the file cannot be read, ConfigError
+/// for malformed TOML, unknown keys, wrong types, out-of-range values and inconsistent keys.
+JobConfig load_job(const std::filesystem::path& file, const std::vector<std::string>& overrides = {});
+
+/// \brief Same as load_job from TOML text; `origin` names it in errors (a file name, or
+/// e.g. a checkpoint's config_toml attribute).
+JobConfig parse_job(const std::string& toml_text, const std::string& origin,
+                    const std::vector<std::string>& overrides = {});
+
+/// \brief The fully resolved config as TOML (every key, defaults included);
+/// parse_job(to_toml(c), ...) == c.
+std::string to_toml(const JobConfig& c);
+
+/// \brief Every section and key with its type, constraints, default and a one-line doc,
+/// as commented TOML that itself parses to the defaults.
+std::string reference_toml();
+
+/// \brief The dotted keys ("optim.lr") whose values differ between a and b, in schema order.
+std::vector<std::string> changed_keys(const JobConfig& a, const JobConfig& b);
+
+/// \brief Every key of the schema, dotted ("optim.lr"), in schema order.
+std::vector<std::string> all_keys();
+
+bool operator==(const JobConfig& a, const JobConfig& b);
+bool operator!=(const JobConfig& a, const JobConfig& b);
+
+/// \brief For stages: throws ConfigError naming `key` and `stage` when `value` is empty.
+void require_nonempty(const std::vector<std::string>& value, const std::string& key,
+                      const std::string& stage);
+/// \brief For stages: throws ConfigError naming `key` and `stage` when `value` is empty.
+void require_nonempty(const std::string& value, const std::string& key, const std::string& stage);
+
+}  // namespace flowlm::config

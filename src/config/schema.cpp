@@ -1,0 +1,123 @@
+// The field tables of the job schema and the checks between keys. Defaults are NOT here:
+// they are the member initialisers in config.hpp.
+#include "config/schema.hpp"
+
+#include "core/error.hpp"
+
+namespace flowlm::config {
+
+namespace {
+
+void describe(RunConfig& c, Schema& s) {
+  s.field("dir", c.dir, "Directory for this run's checkpoints, metrics.jsonl and logs.", nonempty());
+  s.field("seed", c.seed, "Seed for initialisation and data order.", ge(0));
+}
+
+void describe(DataConfig& c, Schema& s) {
+  s.field("train", c.train, "Training token shards: paths or globs of llm.c .bin shards or raw uint16 .bin.");
+  s.field("val", c.val, "Validation token shards (same formats); empty = no validation.");
+  s.field("vocab_size", c.vocab_size, "Every token id in the shards must be < vocab_size.", ge(1));
+}
+
+void describe(PrepareConfig& c, Schema& s) {
+  s.field("inputs", c.inputs, "Text files or globs to tokenize (required by the prepare stage).");
+  s.field("output_dir", c.output_dir, "Writes <output_dir>/<name>_train_NNNNNN.bin and _val_ shards.",
+          nonempty());
+  s.field("name", c.name, "Prefix of the shard file names.", nonempty());
+  s.field("tokenizer", c.tokenizer, "Tokenizer: byte (vocab 256) or gpt2 (BPE).", one_of({"byte", "gpt2"}));
+  s.field("val_fraction", c.val_fraction, "Fraction of the tokens held out for validation.", between(0, 0.5));
+  s.field("shard_tokens", c.shard_tokens, "Maximum tokens per shard file.", ge(1024));
+}
+
+void describe(ModelConfig& c, Schema& s) {
+  s.field("n_layer", c.n_layer, "Number of transformer blocks.", ge(1));
+  s.field("n_head", c.n_head, "Attention heads per block; must divide n_embd.", ge(1));
+  s.field("n_embd", c.n_embd, "Embedding (residual stream) width.", ge(1));
+  s.field("vocab_size", c.vocab_size, "Rows of the token embedding (may be padded above data.vocab_size).",
+          ge(1));
+  s.field("block_size", c.block_size, "Maximum sequence length (rows of the position embedding).", ge(1));
+  s.field("init_from", c.init_from, "Checkpoint to start from; empty = random initialisation.");
+}
+
+void describe(OptimConfig& c, Schema& s) {
+  s.field("lr", c.lr, "Peak learning rate (AdamW).", gt(0));
+  s.field("min_lr", c.min_lr, "Learning rate at the end of the decay; <= lr.", ge(0));
+  s.field("weight_decay", c.weight_decay, "Decoupled weight decay on matrices (never biases or norms).",
+          ge(0));
+  s.field("beta1", c.beta1, "AdamW first-moment decay.", ge(0).lt(1));
+  s.field("beta2", c.beta2, "AdamW second-moment decay.", ge(0).lt(1));
+  s.field("eps", c.eps, "AdamW denominator epsilon.", gt(0));
+  s.field("grad_clip", c.grad_clip, "Clip the global gradient norm to this; 0 disables.", ge(0));
+  s.field(
+      "schedule", c.schedule,
+      "cosine: warmup then cosine to min_lr; constant: lr after warmup; wsd: warmup, stable, linear decay.",
+      one_of({"cosine", "constant", "wsd"}));
+  s.field("warmup_steps", c.warmup_steps, "Linear warmup steps from 0 to lr; <= train.max_steps.", ge(0));
+  s.field("decay_fraction", c.decay_fraction, "wsd: last fraction of max_steps decays linearly to min_lr.",
+          between(0, 1));
+  s.field("decay_embeddings", c.decay_embeddings, "Apply weight decay to the wte/wpe embeddings too.");
+}
+
+void describe(TrainConfig& c, Schema& s) {
+  s.field("global_batch", c.global_batch, "Sequences per optimizer step, all ranks together.", ge(1));
+  s.field("micro_batch", c.micro_batch, "Sequences per rank per forward/backward; divides global_batch.",
+          ge(1));
+  s.field("seq_len", c.seq_len, "Tokens per sequence (T); <= model.block_size.", ge(1));
+  s.field("max_steps", c.max_steps, "Optimizer steps to run.", ge(1));
+  s.field("log_every", c.log_every, "Log the training loss every this many steps.", ge(1));
+  s.field("val_every", c.val_every, "Evaluate on data.val every this many steps; 0 = never.", ge(0));
+  s.field("val_batches", c.val_batches, "Micro-batches per rank in one validation pass.", ge(1));
+  s.field("resume", c.resume, "Continue from the latest checkpoint in run.dir if there is one.");
+}
+
+void describe(CheckpointConfig& c, Schema& s) {
+  s.field("save_every", c.save_every, "Save every this many steps; 0 = only save_steps and the final step.",
+          ge(0));
+  s.field("save_steps", c.save_steps, "Extra steps to save at (e.g. LAWA spacing).", ge(1));
+  s.field("keep_last", c.keep_last, "Keep only the newest this many checkpoints; 0 = keep all.", ge(0));
+  s.field("save_final", c.save_final, "Save the final step.");
+}
+
+}  // namespace
+
+Schema describe(JobConfig& c) {
+  Schema s;
+  s.section("run", "Run identity: output directory and seed.");
+  describe(c.run, s);
+  s.section("data", "Token shards for pretraining and validation.");
+  describe(c.data, s);
+  s.section("prepare", "The prepare stage: text files -> token shards.");
+  describe(c.prepare, s);
+  s.section("model", "GPT model shape and initialisation.");
+  describe(c.model, s);
+  s.section("optim", "AdamW and the learning-rate schedule.");
+  describe(c.optim, s);
+  s.section("train", "Batch shape, run length and logging cadence.");
+  describe(c.train, s);
+  s.section("checkpoint", "Which steps are saved and how many are kept.");
+  describe(c.checkpoint, s);
+  return s;
+}
+
+void check_relations(const JobConfig& c, const std::string& origin) {
+  if (c.model.n_embd % c.model.n_head != 0)
+    fail<ConfigError>("{}: model.n_embd = {} must be divisible by model.n_head = {}", origin, c.model.n_embd,
+                      c.model.n_head);
+  if (c.train.seq_len > c.model.block_size)
+    fail<ConfigError>("{}: train.seq_len = {} must be <= model.block_size = {}", origin, c.train.seq_len,
+                      c.model.block_size);
+  if (c.train.global_batch % c.train.micro_batch != 0)
+    fail<ConfigError>("{}: train.global_batch = {} must be a multiple of train.micro_batch = {}", origin,
+                      c.train.global_batch, c.train.micro_batch);
+  if (c.optim.min_lr > c.optim.lr)
+    fail<ConfigError>("{}: optim.min_lr = {} must be <= optim.lr = {}", origin, c.optim.min_lr, c.optim.lr);
+  if (c.optim.warmup_steps > c.train.max_steps)
+    fail<ConfigError>("{}: optim.warmup_steps = {} must be <= train.max_steps = {}", origin,
+                      c.optim.warmup_steps, c.train.max_steps);
+  // A token id the model cannot embed would only fail deep inside the first forward pass.
+  if (c.data.vocab_size > c.model.vocab_size)
+    fail<ConfigError>("{}: data.vocab_size = {} must be <= model.vocab_size = {}", origin, c.data.vocab_size,
+                      c.model.vocab_size);
+}
+
+}  // namespace flowlm::config

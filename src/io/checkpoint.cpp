@@ -1,0 +1,382 @@
+#include "io/checkpoint.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <optional>
+#include <regex>
+#include <set>
+#include <system_error>
+
+#include "core/error.hpp"
+#include "core/log.hpp"
+#include "flowlm/build_config.hpp"
+
+namespace flowlm::io {
+namespace fs = std::filesystem;
+
+namespace {
+
+const char* const kRequiredAttrs[] = {"format_version", "step",        "tokens_seen", "config_toml",
+                                      "rng_state",      "data_cursor", "world_size",  "created_by"};
+
+bool is_required_attr(const std::string& name) {
+  return std::find_if(std::begin(kRequiredAttrs), std::end(kRequiredAttrs),
+                      [&](const char* a) { return name == a; }) != std::end(kRequiredAttrs);
+}
+
+/// Every rank learns whether any rank failed; all then throw the message of the lowest failing rank.
+std::optional<std::string> agree_on_error(const comm::Communicator& world, const std::string& local) {
+  const auto flags = world.allgather(std::int64_t{local.empty() ? 0 : 1});
+  const auto it = std::find(flags.begin(), flags.end(), std::int64_t{1});
+  if (it == flags.end()) return std::nullopt;
+  std::string msg = local;
+  world.broadcast(msg, static_cast<int>(it - flags.begin()));
+  return msg;
+}
+
+void throw_if_any(const comm::Communicator& world, const std::string& local) {
+  if (auto msg = agree_on_error(world, local)) throw IoError(*msg);
+}
+
+std::uint64_t fnv1a(std::uint64_t h, const void* p, std::size_t n) {
+  const auto* b = static_cast<const unsigned char*>(p);
+  for (std::size_t i = 0; i < n; ++i) h = (h ^ b[i]) * 1099511628211ull;
+  return h;
+}
+
+/// Local checks of one group's tensors; returns the first problem or "".
+std::string check_tensors(const fs::path& path, const char* group, const std::vector<TensorRef>& ts,
+                          const comm::Communicator& world, std::uint64_t& hash) {
+  std::set<std::string> seen;
+  for (const auto& t : ts) {
+    hash = fnv1a(hash, group, std::strlen(group));
+    hash = fnv1a(hash, t.name.data(), t.name.size() + 0);
+    hash = fnv1a(hash, t.shape.data(), t.shape.size() * sizeof(index_t));
+    hash = fnv1a(hash, &t.owner, sizeof t.owner);
+    const std::string where = fmt::format("{}: tensor '/{}/{}'", path.string(), group, t.name);
+    if (t.name.empty() || t.name.front() == '/' || t.name.back() == '/' ||
+        t.name.find("//") != std::string::npos)
+      return fmt::format("{}: bad name (empty, or a leading, trailing or double '/')", where);
+    if (!seen.insert(t.name).second) return fmt::format("{}: name appears twice", where);
+    if (t.owner < 0 || t.owner >= world.size())
+      return fmt::format("{}: owner rank {} is outside the world of {} ranks", where, t.owner, world.size());
+    for (const index_t d : t.shape)
+      if (d < 0) return fmt::format("{}: negative dimension in shape {}", where, shape_str(t.shape));
+    if (t.owner == world.rank() && !t.data && shape_numel(t.shape) > 0)
+      return fmt::format("{}: no data on its owner rank {}", where, t.owner);
+  }
+  return "";
+}
+
+void validate(const fs::path& path, const CheckpointMeta& meta, const std::vector<TensorRef>& model,
+              const std::vector<TensorRef>& optim, const comm::Communicator& world) {
+  std::uint64_t hash = 1469598103934665603ull;
+  std::string err = check_tensors(path, "model", model, world, hash);
+  if (err.empty()) err = check_tensors(path, "optim", optim, world, hash);
+  for (const auto& [k, v] : meta.extra)
+    if (err.empty() && (is_required_attr(k) || k.empty()))
+      err = fmt::format("{}: extra attribute '{}' clashes with a required checkpoint attribute",
+                        path.string(), k);
+  throw_if_any(world, err);
+  // Collective HDF5 calls hang when ranks disagree on the datasets; catch that before opening.
+  const auto hashes = world.allgather(static_cast<std::int64_t>(hash));
+  for (int r = 1; r < world.size(); ++r)
+    if (hashes[r] != hashes[0])
+      fail<IoError>(
+          "{}: ranks 0 and {} pass different tensor lists (names, shapes or owners) to write_checkpoint",
+          path.string(), r);
+}
+
+void broadcast_meta(CheckpointMeta& m, const comm::Communicator& world) {
+  if (world.size() == 1) return;
+  std::vector<std::int64_t> nums = {m.step, m.tokens_seen, m.world_size};
+  world.broadcast(nums);
+  m.step = nums[0];
+  m.tokens_seen = nums[1];
+  m.world_size = static_cast<int>(nums[2]);
+  world.broadcast(m.config_toml);
+  world.broadcast(m.rng_state);
+  world.broadcast(m.data_cursor);
+  std::vector<std::string> kv;
+  for (const auto& [k, v] : m.extra) {
+    kv.push_back(k);
+    kv.push_back(v);
+  }
+  std::int64_t n = static_cast<std::int64_t>(kv.size());
+  world.broadcast_value(n);
+  kv.resize(static_cast<std::size_t>(n));
+  for (auto& s : kv) world.broadcast(s);
+  m.extra.clear();
+  for (std::size_t i = 0; i + 1 < kv.size(); i += 2) m.extra[kv[i]] = kv[i + 1];
+}
+
+void write_meta(h5::File& f, const CheckpointMeta& m) {
+  f.write_attr("format_version", std::int64_t{kCheckpointFormatVersion});
+  f.write_attr("step", m.step);
+  f.write_attr("tokens_seen", m.tokens_seen);
+  f.write_attr("world_size", std::int64_t{m.world_size});
+  f.write_attr("data_cursor", m.data_cursor);
+  f.write_attr("rng_state", m.rng_state);
+  f.write_attr("config_toml", m.config_toml);
+  f.write_attr("created_by", fmt::format("flowlm {} ({})", FLOWLM_VERSION, FLOWLM_GIT_DESCRIBE));
+  for (const auto& [k, v] : m.extra) f.write_attr(k, v);
+  f.create_group("/model");
+  f.create_group("/optim");
+}
+
+std::string full_name(const char* group, const TensorRef& t) { return fmt::format("/{}/{}", group, t.name); }
+
+/// Parallel HDF5: metadata and dataset creation collectively, then each owner writes its own.
+std::string write_parallel(const fs::path& tmp, const CheckpointMeta& meta,
+                           const std::vector<TensorRef>& model, const std::vector<TensorRef>& optim,
+                           const comm::Communicator& world) {
+  std::string err;
+  std::optional<h5::File> f;
+  std::vector<std::pair<h5::Dataset, const TensorRef*>> sets;
+  try {
+    f.emplace(h5::File::create_parallel(tmp, world));
+    write_meta(*f, meta);
+    for (const auto* group : {"model", "optim"})
+      for (const auto& t : std::string(group) == "model" ? model : optim)
+        sets.emplace_back(f->create_dataset<float>(full_name(group, t), t.shape), &t);
+  } catch (const std::exception& e) {
+    err = e.what();
+  }
+  if (err.empty()) {
+    for (auto& [d, t] : sets) {
+      if (t->owner != world.rank()) continue;
+      try {
+        d.write(t->data);
+      } catch (const std::exception& e) {
+        err = e.what();
+        break;
+      }
+    }
+  }
+  sets.clear();  // dataset and file closes are collective: every rank reaches them in the same order
+  try {
+    if (f) f->close();
+  } catch (const std::exception& e) {
+    if (err.empty()) err = e.what();
+  }
+  return err;
+}
+
+/// Serial HDF5 (or one rank): rank 0 writes; other owners' tensors reach it by broadcast
+/// (comm has no point-to-point calls; this path is the fallback, not the fast one).
+std::string write_funnel(const fs::path& tmp, const CheckpointMeta& meta, const std::vector<TensorRef>& model,
+                         const std::vector<TensorRef>& optim, const comm::Communicator& world) {
+  std::string err;
+  std::optional<h5::File> f;
+  const bool root = world.is_root();
+  const auto guarded = [&](auto&& fn) {
+    if (!root || !err.empty()) return;
+    try {
+      fn();
+    } catch (const std::exception& e) {
+      err = e.what();
+    }
+  };
+  guarded([&] {
+    f.emplace(h5::File::create(tmp));
+    write_meta(*f, meta);
+  });
+  std::vector<float> buf;
+  for (const auto* group : {"model", "optim"}) {
+    for (const auto& t : std::string(group) == "model" ? model : optim) {
+      const float* src = t.data;
+      if (t.owner != 0) {
+        buf.resize(static_cast<std::size_t>(shape_numel(t.shape)));
+        if (world.rank() == t.owner) std::copy(t.data, t.data + buf.size(), buf.begin());
+        world.broadcast_bytes(buf.data(), buf.size() * sizeof(float), t.owner);
+        src = buf.data();
+      }
+      guarded([&] { f->create_dataset<float>(full_name(group, t), t.shape).write(src); });
+    }
+  }
+  guarded([&] { f->close(); });
+  f.reset();
+  return err;
+}
+
+void fsync_path(const fs::path& p, bool directory) {
+  const int fd = ::open(p.c_str(), directory ? O_RDONLY | O_DIRECTORY : O_RDONLY);
+  if (fd < 0) {
+    if (directory) return;  // some file systems refuse to open directories; the rename still stands
+    fail<IoError>("{}: cannot open for fsync: {}", p.string(), std::strerror(errno));
+  }
+  const int rc = ::fsync(fd);
+  const int saved = errno;
+  ::close(fd);
+  if (rc != 0 && !directory) fail<IoError>("{}: fsync failed: {}", p.string(), std::strerror(saved));
+}
+
+}  // namespace
+
+void write_checkpoint(const fs::path& path, const CheckpointMeta& meta_in,
+                      const std::vector<TensorRef>& model, const std::vector<TensorRef>& optim,
+                      const comm::Communicator& world, WriteStrategy strategy) {
+  validate(path, meta_in, model, optim, world);
+  CheckpointMeta meta = meta_in;
+  broadcast_meta(meta, world);
+  fs::path tmp = path;
+  tmp += ".tmp";
+
+  std::string err;
+  if (world.is_root()) {
+    std::error_code ec;
+    if (path.has_parent_path()) fs::create_directories(path.parent_path(), ec);
+    if (!ec) fs::remove(tmp, ec);  // a stale tmp from a crashed run
+    if (ec) err = fmt::format("{}: cannot prepare the checkpoint directory: {}", path.string(), ec.message());
+  }
+  throw_if_any(world, err);
+
+  const bool parallel = FLOWLM_HDF5_PARALLEL && world.size() > 1 && strategy == WriteStrategy::automatic;
+  err = parallel ? write_parallel(tmp, meta, model, optim, world)
+                 : write_funnel(tmp, meta, model, optim, world);
+  if (err.empty() && world.is_root()) {
+    try {
+      fsync_path(tmp, false);
+    } catch (const std::exception& e) {
+      err = e.what();
+    }
+  }
+  if (auto msg = agree_on_error(world, err)) {
+    if (world.is_root()) {
+      std::error_code ec;
+      fs::remove(tmp, ec);
+    }
+    world.barrier();
+    throw IoError(fmt::format("writing checkpoint failed (any existing {} is untouched): {}",
+                              path.filename().string(), *msg));
+  }
+
+  err.clear();
+  if (world.is_root()) {
+    std::error_code ec;
+    fs::rename(tmp, path, ec);  // atomic replace on POSIX file systems
+    if (ec) {
+      err = fmt::format("{}: cannot rename {} into place: {}", path.string(), tmp.filename().string(),
+                        ec.message());
+      fs::remove(tmp, ec);
+    } else {
+      fsync_path(path.has_parent_path() ? path.parent_path() : fs::path("."), true);
+    }
+  }
+  throw_if_any(world, err);
+}
+
+// ---- reading ------------------------------------------------------------------------------
+
+CheckpointReader::CheckpointReader(const fs::path& path) : file_(h5::File::open(path)) {
+  const std::string p = path.string();
+  if (!file_.has_attr("format_version"))
+    fail<IoError>("{}: has no attribute 'format_version': not a flowlm checkpoint", p);
+  const auto version = file_.read_attr_int("format_version");
+  if (version > kCheckpointFormatVersion)
+    fail<IoError>("{}: format_version {} is newer than this flowlm reads ({}); use a newer flowlm", p,
+                  version, kCheckpointFormatVersion);
+  if (version < 1) fail<IoError>("{}: invalid format_version {}", p, version);
+  for (const char* a : kRequiredAttrs)
+    if (!file_.has_attr(a))
+      fail<IoError>("{}: missing attribute '{}' (an incomplete or damaged checkpoint)", p, a);
+  if (!file_.is_group("/model"))
+    fail<IoError>("{}: no /model group (an incomplete or damaged checkpoint)", p);
+  meta_.step = file_.read_attr_int("step");
+  meta_.tokens_seen = file_.read_attr_int("tokens_seen");
+  meta_.world_size = static_cast<int>(file_.read_attr_int("world_size"));
+  meta_.config_toml = file_.read_attr_string("config_toml");
+  meta_.rng_state = file_.read_attr_string("rng_state");
+  meta_.data_cursor = file_.read_attr_ints("data_cursor");
+  for (const auto& name : file_.attr_names())
+    if (!is_required_attr(name))
+      meta_.extra[name] =
+          file_.attr_kind(name) == h5::DType::string ? file_.read_attr_string(name) : file_.attr_text(name);
+}
+
+std::vector<std::pair<std::string, Shape>> CheckpointReader::tensors(const std::string& group) const {
+  std::vector<std::pair<std::string, Shape>> out;
+  const std::string g = "/" + group;
+  if (!file_.is_group(g)) return out;
+  for (const auto& d : file_.list_datasets(g)) out.emplace_back(d.path.substr(g.size() + 1), d.shape);
+  return out;
+}
+
+bool CheckpointReader::has(const std::string& group, const std::string& name) const {
+  return file_.is_dataset(fmt::format("/{}/{}", group, name));
+}
+
+void CheckpointReader::read(const std::string& group, const std::string& name, const Shape& expected,
+                            float* out) const {
+  const std::string ds = fmt::format("/{}/{}", group, name);
+  if (!file_.is_dataset(ds))
+    fail<IoError>("{}: missing dataset '{}' (checkpoint of a different model?)", path().string(), ds);
+  const h5::Dataset d = file_.open_dataset(ds);
+  if (d.shape() != expected)
+    fail<IoError>("{}: dataset '{}' has shape {}, expected {} (checkpoint of a different model config?)",
+                  path().string(), ds, shape_str(d.shape()), shape_str(expected));
+  d.read(out);
+}
+
+Tensor CheckpointReader::read(const std::string& group, const std::string& name) const {
+  const std::string ds = fmt::format("/{}/{}", group, name);
+  if (!file_.is_dataset(ds)) fail<IoError>("{}: missing dataset '{}'", path().string(), ds);
+  const h5::Dataset d = file_.open_dataset(ds);
+  Tensor t(d.shape());
+  d.read(t.ptr());
+  return t;
+}
+
+// ---- run directories ----------------------------------------------------------------------
+
+std::string checkpoint_name(std::int64_t step) {
+  if (step < 0) fail<IoError>("checkpoint_name: negative step {}", step);
+  return fmt::format("step_{:08d}.h5", step);
+}
+
+std::vector<std::pair<std::int64_t, fs::path>> list_checkpoints(const fs::path& dir) {
+  static const std::regex re(R"(step_(\d{1,18})\.h5)");
+  std::vector<std::pair<std::int64_t, fs::path>> out;
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) return out;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    std::smatch m;
+    const std::string name = e.path().filename().string();
+    if (e.is_regular_file(ec) && std::regex_match(name, m, re))
+      out.emplace_back(std::stoll(m[1].str()), e.path());
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::optional<fs::path> newest_valid_checkpoint(const fs::path& dir) {
+  const auto all = list_checkpoints(dir);
+  for (auto it = all.rbegin(); it != all.rend(); ++it) {
+    try {
+      const CheckpointReader r(it->second);
+      (void)r.tensors("model");
+      return it->second;
+    } catch (const IoError& e) {
+      log::warn("skipping damaged checkpoint: {}", e.what());
+    }
+  }
+  return std::nullopt;
+}
+
+void prune_checkpoints(const fs::path& dir, std::int64_t keep_last) {
+  if (keep_last <= 0) return;
+  const auto all = list_checkpoints(dir);
+  const std::int64_t excess = static_cast<std::int64_t>(all.size()) - keep_last;
+  for (std::int64_t i = 0; i < excess; ++i) {
+    std::error_code ec;
+    fs::remove(all[static_cast<std::size_t>(i)].second, ec);
+    if (ec)
+      fail<IoError>("{}: cannot delete old checkpoint: {}", all[static_cast<std::size_t>(i)].second.string(),
+                    ec.message());
+  }
+}
+
+}  // namespace flowlm::io

@@ -1,0 +1,323 @@
+#include "train/trainer.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <fstream>
+#include <sstream>
+
+#include "core/error.hpp"
+#include "core/log.hpp"
+#include "core/signals.hpp"
+#include "data/loader.hpp"
+#include "data/shard.hpp"
+#include "flowlm/build_config.hpp"
+#include "io/checkpoint.hpp"
+#include "kernels/kernels.hpp"
+#include "model/gpt.hpp"
+#include "train/optimizer.hpp"
+#include "train/schedule.hpp"
+
+namespace flowlm::train {
+namespace fs = std::filesystem;
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+model::GPTConfig gpt_config(const config::ModelConfig& m) {
+  return model::GPTConfig{m.n_layer, m.n_head, m.n_embd, m.vocab_size, m.block_size};
+}
+
+ScheduleParams schedule_params(const config::JobConfig& job) {
+  ScheduleParams p;
+  p.kind = job.optim.schedule;
+  p.lr = job.optim.lr;
+  p.min_lr = job.optim.min_lr;
+  p.warmup_steps = job.train.max_steps > 0 ? std::min(job.optim.warmup_steps, job.train.max_steps) : 0;
+  p.max_steps = job.train.max_steps;
+  p.decay_fraction = job.optim.decay_fraction;
+  return p;
+}
+
+/// Loads every model tensor of `ckpt` into `gpt`, checking names and shapes.
+void load_model(model::GPT& gpt, const io::CheckpointReader& ckpt) {
+  for (const auto& p : gpt.param_table()) ckpt.read("model", p.name, p.shape, gpt.params() + p.offset);
+}
+
+std::string optim_name(const char* moment, const std::string& param) {
+  return std::string(moment) + "." + param;
+}
+
+bool should_save(std::int64_t step, const config::CheckpointConfig& c, std::int64_t max_steps) {
+  if (c.save_every > 0 && step % c.save_every == 0) return true;
+  if (std::find(c.save_steps.begin(), c.save_steps.end(), step) != c.save_steps.end()) return true;
+  return c.save_final && step == max_steps;
+}
+
+/// Keeps the rows of metrics.jsonl up to `step` (a resumed run replays the steps after it).
+void truncate_metrics(const fs::path& file, std::int64_t step) {
+  std::ifstream in(file);
+  if (!in) return;
+  std::vector<std::string> keep;
+  for (std::string line; std::getline(in, line);) {
+    if (line.empty()) continue;
+    const auto row = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (row.is_discarded() || !row.contains("step") || row["step"].get<std::int64_t>() <= step)
+      keep.push_back(line);
+  }
+  in.close();
+  const fs::path tmp = file.string() + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    for (const auto& l : keep) out << l << '\n';
+  }
+  fs::rename(tmp, file);
+}
+
+class Trainer {
+ public:
+  Trainer(const config::JobConfig& job, const comm::Communicator& world)
+      : job_(job),
+        world_(world),
+        dir_(job.run.dir),
+        gpt_(gpt_config(job.model)),
+        opt_(gpt_, AdamWParams{static_cast<float>(job.optim.beta1), static_cast<float>(job.optim.beta2),
+                               static_cast<float>(job.optim.eps), static_cast<float>(job.optim.weight_decay),
+                               job.optim.decay_embeddings}),
+        sched_(schedule_params(job)) {
+    validate();
+    loader_ = std::make_unique<data::TokenLoader>(data::expand_paths(job.data.train), job.train.seq_len,
+                                                  job.model.vocab_size, job.train.global_batch,
+                                                  job.train.micro_batch, world.rank(), world.size(),
+                                                  static_cast<std::uint64_t>(job.run.seed), /*shuffle=*/true);
+    if (!job.data.val.empty())
+      val_ = std::make_unique<data::TokenLoader>(data::expand_paths(job.data.val), job.train.seq_len,
+                                                 job.model.vocab_size, job.train.micro_batch * world.size(),
+                                                 job.train.micro_batch, world.rank(), world.size(),
+                                                 static_cast<std::uint64_t>(job.run.seed), /*shuffle=*/false);
+    const auto n = static_cast<std::size_t>(job.train.micro_batch * job.train.seq_len);
+    inputs_.resize(n);
+    targets_.resize(n);
+    dlosses_.assign(n, 1.0f / static_cast<float>(job.train.global_batch * job.train.seq_len));
+    if (world_.is_root()) fs::create_directories(dir_);
+    world_.barrier();
+    start();
+  }
+
+  TrainSummary run() {
+    const auto& t = job_.train;
+    summary_.first_step = step_;
+    log::info(
+        "train: {} params, {} layers, d={}, {} ranks x {} seq x {} tokens, {} micro-steps per step, {} steps",
+        gpt_.num_params(), job_.model.n_layer, job_.model.n_embd, world_.size(), t.micro_batch, t.seq_len,
+        loader_->grad_accum_steps(), t.max_steps);
+    window_start_ = Clock::now();
+    window_steps_ = 0;
+    while (step_ < t.max_steps) {
+      const double loss = train_step();
+      ++step_;
+      ++window_steps_;
+      summary_.losses.push_back(loss);
+      std::optional<double> val;
+      if (val_ && t.val_every > 0 && (step_ % t.val_every == 0 || step_ == t.max_steps))
+        val = validate_loss();
+      if (step_ % std::max<std::int64_t>(1, t.log_every) == 0 || step_ == t.max_steps || val)
+        report(loss, val);
+      const bool saved = should_save(step_, job_.checkpoint, t.max_steps);
+      if (saved) save();
+      // Ranks may see a signal at different times: agree on it once per step.
+      if (world_.any(StopSignals::received() != 0) && step_ < t.max_steps) {
+        if (!saved) save();
+        fail<Interrupted>("train: stopped by {} after step {}; checkpoint saved in {}; rerun with "
+                          "--set train.resume=true to continue",
+                          StopSignals::name(StopSignals::received()), step_, dir_.string());
+      }
+    }
+    summary_.last_step = step_;
+    return summary_;
+  }
+
+ private:
+  void validate() const {
+    const auto& t = job_.train;
+    const std::int64_t per_step = t.micro_batch * world_.size();
+    if (t.global_batch % per_step != 0)
+      fail<ConfigError>(
+          "train.global_batch = {} is not a multiple of train.micro_batch ({}) x ranks ({}); choose a global "
+          "batch "
+          "divisible by {} or change the rank count",
+          t.global_batch, t.micro_batch, world_.size(), per_step);
+    if (job_.data.train.empty()) fail<ConfigError>("data.train is empty: list the token shards to train on");
+    if (job_.data.vocab_size > job_.model.vocab_size)
+      fail<ConfigError>("data.vocab_size = {} exceeds model.vocab_size = {}", job_.data.vocab_size,
+                        job_.model.vocab_size);
+  }
+
+  /// Resume from the run dir, start from model.init_from, or initialize from the seed.
+  void start() {
+    std::optional<fs::path> resume_from;
+    if (job_.train.resume) resume_from = io::newest_valid_checkpoint(dir_);
+    if (resume_from) {
+      const io::CheckpointReader ckpt(*resume_from);
+      const auto& meta = ckpt.meta();
+      if (meta.world_size != world_.size())
+        fail<ConfigError>(
+            "{}: written by {} ranks, but this run has {}; resume with the same rank count (e.g. mpirun -n "
+            "{}) so "
+            "the trajectory continues exactly, or start a new run.dir",
+            resume_from->string(), meta.world_size, world_.size(), meta.world_size);
+      load_model(gpt_, ckpt);
+      for (const auto& p : gpt_.param_table()) {
+        ckpt.read("optim", optim_name("m", p.name), p.shape, opt_.m() + p.offset);
+        ckpt.read("optim", optim_name("v", p.name), p.shape, opt_.v() + p.offset);
+      }
+      step_ = meta.step;
+      tokens_seen_ = meta.tokens_seen;
+      opt_.set_step_count(step_);
+      if (meta.data_cursor.size() != 1)
+        fail<IoError>("{}: attribute 'data_cursor' has {} entries, expected 1", resume_from->string(),
+                      meta.data_cursor.size());
+      loader_->restore(data::LoaderCursor{meta.data_cursor[0]});
+      if (world_.is_root()) truncate_metrics(dir_ / "metrics.jsonl", step_);
+      log::info("train: resuming from {} (step {}, {} tokens seen)", resume_from->string(), step_,
+                tokens_seen_);
+    } else if (!job_.model.init_from.empty()) {
+      const io::CheckpointReader ckpt(job_.model.init_from);
+      load_model(gpt_, ckpt);
+      log::info("train: initialized from {} (step {})", job_.model.init_from, ckpt.meta().step);
+    } else {
+      gpt_.init_random(static_cast<std::uint64_t>(job_.run.seed));
+      if (job_.train.resume)
+        log::info("train: resume = true but {} has no checkpoint; starting fresh", dir_.string());
+    }
+    if (world_.is_root()) {
+      std::ofstream(dir_ / "config.toml") << config::to_toml(job_);
+      if (!resume_from) std::ofstream(dir_ / "metrics.jsonl", std::ios::trunc);
+    }
+  }
+
+  double train_step() {
+    const auto& t = job_.train;
+    const double lr = lr_at(step_, sched_);
+    gpt_.zero_grad();
+    double local_loss = 0;
+    for (std::int64_t m = 0; m < loader_->grad_accum_steps(); ++m) {
+      loader_->load_micro_batch(m, inputs_.data(), targets_.data());
+      gpt_.forward(inputs_.data(), targets_.data(), nullptr, t.micro_batch, t.seq_len);
+      const float* losses = gpt_.token_losses();
+      for (std::size_t i = 0; i < inputs_.size(); ++i) local_loss += losses[i];
+      gpt_.backward(inputs_.data(), targets_.data(), dlosses_.data());
+    }
+    if (world_.size() > 1) world_.allreduce_sum(gpt_.grads(), gpt_.num_params());
+    const double loss = world_.sum(local_loss) / static_cast<double>(t.global_batch * t.seq_len);
+    const double norm = std::sqrt(kernels::sum_squares(gpt_.grads(), gpt_.num_params()));
+    if (!std::isfinite(loss) || !std::isfinite(norm))
+      fail<NumericError>(
+          "step {}: {} is {} (loss {}, grad norm {}); stopping. The last good checkpoint in {} is "
+          "untouched: lower optim.lr or raise optim.warmup_steps and resume",
+          step_ + 1, std::isfinite(loss) ? "gradient norm" : "loss", std::isfinite(loss) ? norm : loss, loss,
+          norm, dir_.string());
+    last_norm_ = norm;
+    last_lr_ = lr;
+    opt_.step(gpt_.params(), gpt_.grads(), static_cast<float>(lr), clip_scale(norm, job_.optim.grad_clip));
+    loader_->advance_step();
+    tokens_seen_ += t.global_batch * t.seq_len;
+    return loss;
+  }
+
+  /// Mean loss over the first val_batches x micro_batch x ranks validation windows.
+  double validate_loss() {
+    const auto& t = job_.train;
+    double sum = 0;
+    std::int64_t count = 0;
+    const std::int64_t n_batches = std::min(
+        t.val_batches, std::max<std::int64_t>(1, val_->n_windows() / (t.micro_batch * world_.size())));
+    val_->restore(data::LoaderCursor{0});
+    for (std::int64_t b = 0; b < n_batches; ++b) {
+      val_->load_micro_batch(0, inputs_.data(), targets_.data());
+      gpt_.forward(inputs_.data(), targets_.data(), nullptr, t.micro_batch, t.seq_len, /*training=*/false);
+      const float* losses = gpt_.token_losses();
+      for (std::size_t i = 0; i < inputs_.size(); ++i) sum += losses[i];
+      count += static_cast<std::int64_t>(inputs_.size());
+      val_->advance_step();
+    }
+    const double v = world_.sum(sum) / static_cast<double>(world_.sum(count));
+    summary_.final_val_loss = v;
+    return v;
+  }
+
+  void report(double loss, std::optional<double> val) {
+    const double secs = std::chrono::duration<double>(Clock::now() - window_start_).count();
+    const double step_time = window_steps_ > 0 ? secs / static_cast<double>(window_steps_) : 0;
+    const double tok_s =
+        step_time > 0 ? static_cast<double>(job_.train.global_batch * job_.train.seq_len) / step_time : 0;
+    const double eta = step_time * static_cast<double>(job_.train.max_steps - step_);
+    std::string line =
+        fmt::format("step {:>6}/{} | loss {:.4f} | lr {:.2e} | norm {:.3f} | {:.0f} tok/s | ETA {}", step_,
+                    job_.train.max_steps, loss, last_lr_, last_norm_, tok_s, log::format_duration(eta));
+    if (val) line += fmt::format(" | val {:.4f}", *val);
+    log::info("{}", line);
+    if (world_.is_root()) {
+      nlohmann::json row = {{"step", step_},
+                            {"loss", loss},
+                            {"lr", last_lr_},
+                            {"grad_norm", last_norm_},
+                            {"tokens_seen", tokens_seen_},
+                            {"tokens_per_s", tok_s}};
+      if (val) row["val_loss"] = *val;
+      std::ofstream(dir_ / "metrics.jsonl", std::ios::app) << row.dump() << '\n';
+    }
+    window_start_ = Clock::now();
+    window_steps_ = 0;
+  }
+
+  void save() {
+    io::CheckpointMeta meta;
+    meta.step = step_;
+    meta.tokens_seen = tokens_seen_;
+    meta.world_size = world_.size();
+    meta.config_toml = config::to_toml(job_);
+    meta.rng_state = fmt::format("seed={}", job_.run.seed);  // no random state beyond the seeded data order
+    meta.data_cursor = {loader_->cursor().position};
+    meta.extra["kind"] = "train";
+    std::vector<io::TensorRef> model, optim;
+    for (const auto& p : gpt_.param_table()) {
+      model.push_back({p.name, p.shape, gpt_.params() + p.offset, 0});
+      optim.push_back({optim_name("m", p.name), p.shape, opt_.m() + p.offset, 0});
+      optim.push_back({optim_name("v", p.name), p.shape, opt_.v() + p.offset, 0});
+    }
+    const fs::path path = dir_ / io::checkpoint_name(step_);
+    io::write_checkpoint(path, meta, model, optim, world_);
+    summary_.checkpoints.push_back(path);
+    if (world_.is_root() && job_.checkpoint.keep_last > 0)
+      io::prune_checkpoints(dir_, job_.checkpoint.keep_last);
+    log::info("train: saved {}", path.string());
+  }
+
+  const config::JobConfig& job_;
+  comm::Communicator world_;
+  fs::path dir_;
+  model::GPT gpt_;
+  AdamW opt_;
+  ScheduleParams sched_;
+  std::unique_ptr<data::TokenLoader> loader_, val_;
+  std::vector<std::int32_t> inputs_, targets_;
+  std::vector<float> dlosses_;
+  std::int64_t step_ = 0, tokens_seen_ = 0, window_steps_ = 0;
+  double last_norm_ = 0, last_lr_ = 0;
+  Clock::time_point window_start_;
+  TrainSummary summary_;
+};
+
+}  // namespace
+
+TrainSummary run_training(const config::JobConfig& job, const comm::Communicator& world) {
+  const StopSignals signals;  // SIGUSR1/SIGTERM: finish the step, checkpoint, exit 3
+  Trainer trainer(job, world);
+  return trainer.run();
+}
+
+}  // namespace flowlm::train

@@ -1,0 +1,148 @@
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <vector>
+
+#include "comm/comm.hpp"
+#include "core/error.hpp"
+#include "io/checkpoint.hpp"
+#include "support/testing.hpp"
+
+namespace fs = std::filesystem;
+using flowlm::IoError;
+using flowlm::Shape;
+using flowlm::comm::Communicator;
+using namespace flowlm::io;
+
+namespace {
+
+/// What tensor k holds: distinct for every (k, i), computable on every rank.
+float value(int k, flowlm::index_t i) { return static_cast<float>(k * 10007 + i) * 0.37f - 5.0f; }
+
+Shape shape_of(int k) {
+  switch (k % 4) {
+    case 0:
+      return {17, 5};
+    case 1:
+      return {33};
+    case 2:
+      return {3, 4, 7};
+    default:
+      return {1000 + k, 3};
+  }
+}
+
+/// Tensors spread round-robin over the ranks (or all on rank 0); only owners hold data.
+struct Spread {
+  std::vector<std::vector<float>> bufs;
+  std::vector<TensorRef> model, optim;
+
+  Spread(int n_model, int n_optim, bool round_robin, const Communicator& world) {
+    for (int k = 0; k < n_model + n_optim; ++k) {
+      const Shape s = shape_of(k);
+      const int owner = round_robin ? k % world.size() : 0;
+      std::vector<float> b;
+      if (owner == world.rank()) {
+        b.resize(static_cast<std::size_t>(flowlm::shape_numel(s)));
+        for (std::size_t i = 0; i < b.size(); ++i) b[i] = value(k, static_cast<flowlm::index_t>(i));
+      }
+      bufs.push_back(std::move(b));
+      const float* data = owner == world.rank() ? bufs.back().data() : nullptr;
+      if (k < n_model)
+        model.push_back(TensorRef{"transformer.h." + std::to_string(k) + ".w", s, data, owner});
+      else
+        optim.push_back(TensorRef{"m/transformer.h." + std::to_string(k) + ".w", s, data, owner});
+    }
+  }
+};
+
+void expect_contents(const fs::path& p, const Spread& sp) {
+  const CheckpointReader r(p);
+  int k = 0;
+  for (const auto* group : {"model", "optim"}) {
+    const auto& refs = std::string(group) == "model" ? sp.model : sp.optim;
+    ASSERT_EQ(r.tensors(group).size(), refs.size());
+    for (const auto& t : refs) {
+      std::vector<float> got(static_cast<std::size_t>(flowlm::shape_numel(t.shape)), -1.0f);
+      r.read(group, t.name, t.shape, got.data());
+      std::size_t bad = 0;
+      for (std::size_t i = 0; i < got.size(); ++i) bad += got[i] != value(k, static_cast<flowlm::index_t>(i));
+      EXPECT_EQ(bad, 0u) << t.name << " (owner " << t.owner << ")";
+      ++k;
+    }
+  }
+}
+
+CheckpointMeta meta_for(const Communicator& world) {
+  CheckpointMeta m;
+  // Only rank 0's meta counts; other ranks pass garbage on purpose.
+  m.step = world.is_root() ? 500 : -1;
+  m.tokens_seen = 1 << 20;
+  m.world_size = world.size();
+  m.config_toml = world.is_root() ? "[train]\nsteps = 500\n" : "";
+  m.rng_state = "state";
+  m.data_cursor = {world.is_root() ? 7 : 0, 8};
+  if (world.is_root()) m.extra["kind"] = "train";
+  return m;
+}
+
+}  // namespace
+
+TEST(CheckpointMpi, RoundRobinOwnersEveryRankReadsEveryTensor) {
+  const auto world = Communicator::world();
+  for (const auto strategy : {WriteStrategy::automatic, WriteStrategy::funnel}) {
+    flowlm::testing::TempDir dir("flowlm-ckpt-mpi", /*shared=*/true);
+    const Spread sp(7, 5, /*round_robin=*/true, world);
+    const fs::path p = dir / checkpoint_name(500);
+    write_checkpoint(p, meta_for(world), sp.model, sp.optim, world, strategy);
+    expect_contents(p, sp);
+    const CheckpointReader r(p);
+    EXPECT_EQ(r.meta().step, 500);
+    EXPECT_EQ(r.meta().config_toml, "[train]\nsteps = 500\n");
+    EXPECT_EQ(r.meta().data_cursor, (std::vector<std::int64_t>{7, 8}));
+    EXPECT_EQ(r.meta().world_size, world.size());
+    EXPECT_EQ(r.meta().extra.at("kind"), "train");
+    EXPECT_FALSE(fs::exists(dir / (checkpoint_name(500) + ".tmp")));
+  }
+}
+
+TEST(CheckpointMpi, ReplicatedWeightsWrittenByRankZero) {
+  const auto world = Communicator::world();
+  flowlm::testing::TempDir dir("flowlm-ckpt-mpi", /*shared=*/true);
+  const Spread sp(6, 2, /*round_robin=*/false, world);
+  const fs::path p = dir / checkpoint_name(1);
+  write_checkpoint(p, meta_for(world), sp.model, sp.optim, world);
+  expect_contents(p, sp);
+  EXPECT_EQ(list_checkpoints(dir.path()).size(), 1u);
+}
+
+TEST(CheckpointMpi, FailuresThrowOnEveryRankAndKeepTheOldFile) {
+  const auto world = Communicator::world();
+  flowlm::testing::TempDir dir("flowlm-ckpt-mpi", /*shared=*/true);
+  const Spread sp(5, 3, /*round_robin=*/true, world);
+  const fs::path p = dir / checkpoint_name(2);
+  write_checkpoint(p, meta_for(world), sp.model, sp.optim, world);
+
+  // Ranks that disagree on the tensor list must not hang in collective HDF5 calls.
+  if (world.size() > 1) {
+    auto model = sp.model;
+    if (world.rank() == world.size() - 1) model[0].shape = {1, 2};
+    EXPECT_THROW(write_checkpoint(p, meta_for(world), model, sp.optim, world), IoError);
+  }
+  // A data pointer missing on one owner is reported everywhere.
+  {
+    auto model = sp.model;
+    model.back().data = nullptr;
+    EXPECT_THROW(write_checkpoint(p, meta_for(world), model, sp.optim, world), IoError);
+  }
+  // Fails inside HDF5 after the tmp file exists: a tensor nested under another tensor.
+  for (const auto strategy : {WriteStrategy::automatic, WriteStrategy::funnel}) {
+    auto optim = sp.optim;
+    const float x[2] = {1, 2};
+    optim.push_back(TensorRef{sp.optim[0].name + "/x", {2}, world.rank() == 0 ? x : nullptr, 0});
+    EXPECT_THROW(write_checkpoint(p, meta_for(world), sp.model, optim, world, strategy), IoError);
+  }
+  world.barrier();
+  EXPECT_FALSE(fs::exists(dir / (checkpoint_name(2) + ".tmp")));
+  expect_contents(p, sp);
+}
