@@ -10,6 +10,11 @@ using host::for_blocks;
 namespace {
 constexpr float kGeluScale = 0.79788456080286535588f;  // sqrt(2 / pi)
 constexpr float kGeluCubic = 0.044715f;
+// sigmoid(2u) for u < -30 is below 1e-26 and is taken as sigmoid(-60): gelu changes by < 1e-24, and
+// the backward products stay clear of denormals (which are ~100x slower on x86).
+KOKKOS_FORCEINLINE_FUNCTION float sigmoid2u(float u) {
+  return 1.0f / (1.0f + exp_approx(host::min_positive(-2.0f * u, 60.0f)));
+}
 }  // namespace
 
 // 0.5 x (1 + tanh u) == x * sigmoid(2u), u = sqrt(2/pi) (x + 0.044715 x^3): no cancellation for x << 0.
@@ -18,7 +23,7 @@ void gelu_forward(float* out, const float* inp, index_t N) {
     for (index_t i = i0; i < i1; ++i) {
       const float x = inp[i];
       const float u = kGeluScale * (x + kGeluCubic * x * x * x);
-      out[i] = x / (1.0f + exp_approx(-2.0f * u));
+      out[i] = x * sigmoid2u(u);
     }
   });
 }
@@ -29,7 +34,7 @@ void gelu_backward(float* dinp, const float* inp, const float* dout, index_t N) 
     for (index_t i = i0; i < i1; ++i) {
       const float x = inp[i];
       const float u = kGeluScale * (x + kGeluCubic * x * x * x);
-      const float s = 1.0f / (1.0f + exp_approx(-2.0f * u));
+      const float s = sigmoid2u(u);
       const float du = kGeluScale * (1.0f + 3.0f * kGeluCubic * x * x);
       dinp[i] += (s + 2.0f * x * s * (1.0f - s) * du) * dout[i];
     }

@@ -37,12 +37,24 @@ constexpr index_t kRowChunks = 32;
 /// \brief dst[c] += sum_n src[n*C + c]: per-chunk partial sums, then the chunks added in order.
 void column_sum_accumulate(const char* label, float* dst, const float* src, index_t N, index_t C);
 
+/// \brief min(x, hi) for hi > 0 as an integer compare of the bit patterns (valid since every
+/// negative float's pattern is a negative int32, and positive floats order like their patterns), so
+/// it does not stop GCC vectorizing the loop; NaN gives hi.
+KOKKOS_FORCEINLINE_FUNCTION float min_positive(float x, float hi) {
+  std::int32_t xb, hb;
+  std::memcpy(&xb, &x, sizeof(xb));
+  std::memcpy(&hb, &hi, sizeof(hb));
+  xb = std::min(xb, hb);
+  std::memcpy(&x, &xb, sizeof(x));
+  return x;
+}
+
 /// \brief exp(x), within 2 ulp for x in [-86.9, 86.6] (Cephes expf: 2^n * p(r), r = x - n ln2).
 /// Below that range it returns 0 and above it saturates near 6e37, so neither the result nor a
 /// sigmoid 1 / (1 + exp) is ever a denormal (denormal arithmetic is ~100x slower on x86); NaN
 /// maps to the upper bound. Only integer compares and no float->int conversion, so GCC vectorizes
 /// loops that call it (float compares and conversions are control flow under -ftrapping-math).
-inline float exp_approx(float x) {
+KOKKOS_FORCEINLINE_FUNCTION float exp_approx(float x) {
   // |x| <= 104 on the bit pattern, which keeps the rounding trick below in range.
   std::int32_t xb;
   std::memcpy(&xb, &x, sizeof(xb));

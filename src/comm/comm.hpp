@@ -40,6 +40,8 @@ class Communicator {
 
   explicit Communicator(MPI_Comm comm = MPI_COMM_WORLD);
   static Communicator world() { return Communicator(MPI_COMM_WORLD); }
+  /// \brief This process alone (a one-rank reference run inside a multi-rank test or job).
+  static Communicator self() { return Communicator(MPI_COMM_SELF); }
 
   int rank() const { return rank_; }
   int size() const { return size_; }

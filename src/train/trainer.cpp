@@ -95,7 +95,7 @@ class Trainer {
                                                   static_cast<std::uint64_t>(job.run.seed), /*shuffle=*/true);
     if (!job.data.val.empty())
       val_ = std::make_unique<data::TokenLoader>(data::expand_paths(job.data.val), job.train.seq_len,
-                                                 job.model.vocab_size, job.train.micro_batch * world.size(),
+                                                 job.model.vocab_size, job.train.global_batch,
                                                  job.train.micro_batch, world.rank(), world.size(),
                                                  static_cast<std::uint64_t>(job.run.seed), /*shuffle=*/false);
     const auto n = static_cast<std::size_t>(job.train.micro_batch * job.train.seq_len);
@@ -131,9 +131,10 @@ class Trainer {
       // Ranks may see a signal at different times: agree on it once per step.
       if (world_.any(StopSignals::received() != 0) && step_ < t.max_steps) {
         if (!saved) save();
-        fail<Interrupted>("train: stopped by {} after step {}; checkpoint saved in {}; rerun with "
-                          "--set train.resume=true to continue",
-                          StopSignals::name(StopSignals::received()), step_, dir_.string());
+        fail<Interrupted>(
+            "train: stopped by {} after step {}; checkpoint saved in {}; rerun with "
+            "--set train.resume=true to continue",
+            StopSignals::name(StopSignals::received()), step_, dir_.string());
       }
     }
     summary_.last_step = step_;
@@ -228,23 +229,24 @@ class Trainer {
     return loss;
   }
 
-  /// Mean loss over the first val_batches x micro_batch x ranks validation windows.
+  /// Mean loss over the first val_batches x global_batch validation windows (fewer when the
+  /// validation set is smaller): the same windows whatever the rank count.
   double validate_loss() {
     const auto& t = job_.train;
     double sum = 0;
-    std::int64_t count = 0;
-    const std::int64_t n_batches = std::min(
-        t.val_batches, std::max<std::int64_t>(1, val_->n_windows() / (t.micro_batch * world_.size())));
+    const std::int64_t n_batches =
+        std::max<std::int64_t>(1, std::min(t.val_batches, val_->n_windows() / t.global_batch));
     val_->restore(data::LoaderCursor{0});
     for (std::int64_t b = 0; b < n_batches; ++b) {
-      val_->load_micro_batch(0, inputs_.data(), targets_.data());
-      gpt_.forward(inputs_.data(), targets_.data(), nullptr, t.micro_batch, t.seq_len, /*training=*/false);
-      const float* losses = gpt_.token_losses();
-      for (std::size_t i = 0; i < inputs_.size(); ++i) sum += losses[i];
-      count += static_cast<std::int64_t>(inputs_.size());
+      for (std::int64_t m = 0; m < val_->grad_accum_steps(); ++m) {
+        val_->load_micro_batch(m, inputs_.data(), targets_.data());
+        gpt_.forward(inputs_.data(), targets_.data(), nullptr, t.micro_batch, t.seq_len, /*training=*/false);
+        const float* losses = gpt_.token_losses();
+        for (std::size_t i = 0; i < inputs_.size(); ++i) sum += losses[i];
+      }
       val_->advance_step();
     }
-    const double v = world_.sum(sum) / static_cast<double>(world_.sum(count));
+    const double v = world_.sum(sum) / static_cast<double>(n_batches * t.global_batch * t.seq_len);
     summary_.final_val_loss = v;
     return v;
   }

@@ -2,3 +2,4 @@
 flowlm_mpi_test(comm LIBS flowlm_comm)
 flowlm_mpi_test(loader LIBS flowlm_data)
 flowlm_mpi_test(checkpoint_mpi LIBS flowlm_io)
+flowlm_mpi_test(train LIBS flowlm_train)

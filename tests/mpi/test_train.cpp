@@ -1,0 +1,139 @@
+// Data-parallel training at np 1/2/4: the same global batch gives the same losses as one
+// rank (to float rounding), resume continues the trajectory bitwise, and bad situations
+// (wrong rank count on resume, NaN) stop with a clear error and keep the last checkpoint.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "comm/comm.hpp"
+#include "config/config.hpp"
+#include "core/error.hpp"
+#include "data/shard.hpp"
+#include "io/checkpoint.hpp"
+#include "support/testing.hpp"
+#include "train/trainer.hpp"
+
+namespace {
+
+using flowlm::comm::Communicator;
+namespace fs = std::filesystem;
+
+/// A learnable token stream: a noisy repeating pattern over a 32-token vocabulary.
+void write_corpus(const fs::path& dir) {
+  std::vector<std::uint16_t> train, val;
+  std::uint64_t x = 12345;
+  for (int i = 0; i < 12000; ++i) {
+    x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+    const auto noise = static_cast<std::uint16_t>((x >> 33) % 32);
+    const auto tok = static_cast<std::uint16_t>((i * 7 + i / 5) % 32);
+    (i % 10 == 0 ? val : train).push_back((x >> 60) == 0 ? noise : tok);
+  }
+  flowlm::data::write_shard(dir / "train_000000.bin", train);
+  flowlm::data::write_shard(dir / "val_000000.bin", val);
+}
+
+flowlm::config::JobConfig tiny_job(const fs::path& data, const fs::path& run,
+                                   const std::vector<std::string>& sets) {
+  const std::string toml = "[run]\ndir = '" + run.string() + "'\nseed = 7\n" + "[data]\ntrain = ['" +
+                           (data / "train_*.bin").string() + "']\nval = ['" + (data / "val_*.bin").string() +
+                           "']\nvocab_size = 32\n"
+                           "[model]\nn_layer = 2\nn_head = 2\nn_embd = 16\nvocab_size = 32\nblock_size = 16\n"
+                           "[optim]\nlr = 1e-2\nmin_lr = 1e-3\nwarmup_steps = 3\n"
+                           "[train]\nglobal_batch = 8\nmicro_batch = 2\nseq_len = 16\nmax_steps = 12\n"
+                           "log_every = 4\nval_every = 6\nval_batches = 2\n"
+                           "[checkpoint]\nsave_every = 6\n";
+  return flowlm::config::parse_job(toml, "test job", sets);
+}
+
+class TrainMpi : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (world.is_root()) write_corpus(dir.path());
+    world.barrier();
+  }
+  Communicator world = Communicator::world();
+  flowlm::testing::TempDir dir{"flowlm-train", /*shared=*/true};
+};
+
+TEST_F(TrainMpi, SameGlobalBatchGivesSameLossesAtAnyRankCount) {
+  const std::vector<std::string> longer = {"train.max_steps=40", "optim.lr=3e-2"};
+  const auto dp = flowlm::train::run_training(tiny_job(dir.path(), dir / "dp", longer), world);
+  ASSERT_EQ(dp.losses.size(), 40u);
+  if (world.is_root()) {
+    const auto one = flowlm::train::run_training(tiny_job(dir.path(), dir / "one", longer), Communicator::self());
+    for (std::size_t i = 0; i < one.losses.size(); ++i)
+      EXPECT_NEAR(dp.losses[i], one.losses[i], 1e-4 * std::abs(one.losses[i])) << "step " << i + 1;
+    ASSERT_TRUE(dp.final_val_loss && one.final_val_loss);
+    EXPECT_NEAR(*dp.final_val_loss, *one.final_val_loss, 1e-4);
+    // The model learns the pattern: far below the uniform loss ln(32) = 3.47.
+    EXPECT_LT(one.losses.back(), 0.5 * std::log(32.0));
+  }
+  world.barrier();
+}
+
+TEST_F(TrainMpi, ResumeContinuesTheTrajectoryBitwise) {
+  const auto full = flowlm::train::run_training(tiny_job(dir.path(), dir / "full", {}), world);
+  ASSERT_EQ(full.losses.size(), 12u);
+  // A run that stopped after its step-6 checkpoint: the same files, nothing after step 6.
+  if (world.is_root()) {
+    fs::create_directories(dir / "resumed");
+    fs::copy_file(dir / "full" / "step_00000006.h5", dir / "resumed" / "step_00000006.h5");
+  }
+  world.barrier();
+  const auto rest =
+      flowlm::train::run_training(tiny_job(dir.path(), dir / "resumed", {"train.resume=true"}), world);
+  EXPECT_EQ(rest.first_step, 6);
+  ASSERT_EQ(rest.losses.size(), 6u);
+  for (std::size_t i = 0; i < 6; ++i) EXPECT_EQ(rest.losses[i], full.losses[6 + i]) << "step " << 7 + i;
+  // The final weights are bitwise equal too.
+  if (world.is_root()) {
+    const flowlm::io::CheckpointReader a(dir / "full" / "step_00000012.h5"),
+        b(dir / "resumed" / "step_00000012.h5");
+    for (const auto& [name, shape] : a.tensors("model")) {
+      const auto ta = a.read("model", name), tb = b.read("model", name);
+      ASSERT_EQ(ta.data, tb.data) << name;
+    }
+  }
+  world.barrier();
+  // A finished run resumed again has nothing left to do.
+  const auto again =
+      flowlm::train::run_training(tiny_job(dir.path(), dir / "full", {"train.resume=true"}), world);
+  EXPECT_EQ(again.losses.size(), 0u);
+}
+
+TEST_F(TrainMpi, ResumeWithAnotherRankCountIsRefused) {
+  if (world.size() == 1) GTEST_SKIP() << "needs a checkpoint written by more than one rank";
+  flowlm::train::run_training(tiny_job(dir.path(), dir / "run", {"train.max_steps=6"}), world);
+  if (world.is_root()) {
+    try {
+      flowlm::train::run_training(tiny_job(dir.path(), dir / "run", {"train.resume=true"}),
+                                  Communicator::self());
+      ADD_FAILURE() << "resuming with 1 rank did not throw";
+    } catch (const flowlm::ConfigError& e) {
+      EXPECT_NE(std::string(e.what()).find("written by " + std::to_string(world.size()) + " ranks"),
+                std::string::npos)
+          << e.what();
+    }
+  }
+  world.barrier();
+}
+
+TEST_F(TrainMpi, NonFiniteLossStopsAndKeepsTheLastCheckpoint) {
+  flowlm::train::run_training(tiny_job(dir.path(), dir / "nan", {"train.max_steps=6"}), world);
+  // An absurd learning rate blows the weights up within a step or two.
+  EXPECT_THROW(
+      flowlm::train::run_training(
+          tiny_job(dir.path(), dir / "nan", {"train.resume=true", "optim.lr=1e30", "optim.min_lr=1e29"}),
+          world),
+      flowlm::NumericError);
+  const auto newest = flowlm::io::newest_valid_checkpoint(dir / "nan");
+  ASSERT_TRUE(newest.has_value());
+  EXPECT_EQ(newest->filename(), "step_00000006.h5");
+  EXPECT_EQ(flowlm::io::list_checkpoints(dir / "nan").size(), 1u);
+  world.barrier();
+}
+
+}  // namespace
