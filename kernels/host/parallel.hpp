@@ -37,23 +37,13 @@ constexpr index_t kRowChunks = 32;
 /// \brief dst[c] += sum_n src[n*C + c]: per-chunk partial sums, then the chunks added in order.
 void column_sum_accumulate(const char* label, float* dst, const float* src, index_t N, index_t C);
 
-/// \brief min(x, hi) for hi > 0 as an integer compare of the bit patterns (valid since every
-/// negative float's pattern is a negative int32, and positive floats order like their patterns), so
-/// it does not stop GCC vectorizing the loop; NaN gives hi.
-KOKKOS_FORCEINLINE_FUNCTION float min_positive(float x, float hi) {
-  std::int32_t xb, hb;
-  std::memcpy(&xb, &x, sizeof(xb));
-  std::memcpy(&hb, &hi, sizeof(hb));
-  xb = std::min(xb, hb);
-  std::memcpy(&x, &xb, sizeof(x));
-  return x;
-}
-
-/// \brief exp(x), within 2 ulp for x in [-86.9, 86.6] (Cephes expf: 2^n * p(r), r = x - n ln2).
-/// Below that range it returns 0 and above it saturates near 6e37, so neither the result nor a
-/// sigmoid 1 / (1 + exp) is ever a denormal (denormal arithmetic is ~100x slower on x86); NaN
-/// maps to the upper bound. Only integer compares and no float->int conversion, so GCC vectorizes
-/// loops that call it (float compares and conversions are control flow under -ftrapping-math).
+/// \brief exp(x), within 2 ulp for x in [-86.9, 69.7] (Cephes expf: 2^n * p(r), r = x - n ln2).
+/// Below that range it returns 0 and above it saturates near 2^100 ~ 1e30 (NaN too), so neither
+/// the result nor a sigmoid 1 / (1 + exp) >= 1e-30 or products of it with O(1e-7) gradients are
+/// denormals (denormal arithmetic is ~100x slower on x86). Callers use it for x <= 0 (softmax)
+/// and for sigmoids, where the saturation changes nothing visible in float. Only integer compares and no
+/// float->int conversion, so GCC vectorizes loops that call it (float compares and conversions are control
+/// flow under -ftrapping-math).
 KOKKOS_FORCEINLINE_FUNCTION float exp_approx(float x) {
   // |x| <= 104 on the bit pattern, which keeps the rounding trick below in range.
   std::int32_t xb;
@@ -75,7 +65,7 @@ KOKKOS_FORCEINLINE_FUNCTION float exp_approx(float x) {
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   p = p * r * r + r + 1.0f;
-  n = std::min(std::max(n, -126), 125);
+  n = std::min(std::max(n, -126), 100);
   const std::int32_t keep = -static_cast<std::int32_t>(n > -126);  // all ones, or 0 to flush to zero
   const std::int32_t bits = ((n + 127) << 23) & keep;
   float pow2n;

@@ -61,6 +61,7 @@ struct TrainConfig {
   std::int64_t max_steps = 1000;
   std::int64_t log_every = 10, val_every = 100, val_batches = 20;
   bool resume = false;
+  double ema_decay = 0.0;  // online EMA of the weights, saved as ema_step_N.h5; 0 = off
 };
 
 /// \brief Which steps are saved and how many are kept.

@@ -66,8 +66,13 @@ void describe(TrainConfig& c, Schema& s) {
   s.field("max_steps", c.max_steps, "Optimizer steps to run.", ge(1));
   s.field("log_every", c.log_every, "Log the training loss every this many steps.", ge(1));
   s.field("val_every", c.val_every, "Evaluate on data.val every this many steps; 0 = never.", ge(0));
-  s.field("val_batches", c.val_batches, "Micro-batches per rank in one validation pass.", ge(1));
+  s.field("val_batches", c.val_batches,
+          "Global batches (global_batch sequences each) in one validation pass.", ge(1));
   s.field("resume", c.resume, "Continue from the latest checkpoint in run.dir if there is one.");
+  s.field("ema_decay", c.ema_decay,
+          "Keep an online EMA of the weights with this decay, saved as ema_step_N.h5 beside each checkpoint; "
+          "0 = off.",
+          ge(0).lt(1));
 }
 
 void describe(CheckpointConfig& c, Schema& s) {

@@ -17,6 +17,7 @@
 #include "io/checkpoint.hpp"
 #include "kernels/kernels.hpp"
 #include "model/gpt.hpp"
+#include "train/evaluate.hpp"
 #include "train/optimizer.hpp"
 #include "train/schedule.hpp"
 
@@ -94,10 +95,8 @@ class Trainer {
                                                   job.train.micro_batch, world.rank(), world.size(),
                                                   static_cast<std::uint64_t>(job.run.seed), /*shuffle=*/true);
     if (!job.data.val.empty())
-      val_ = std::make_unique<data::TokenLoader>(data::expand_paths(job.data.val), job.train.seq_len,
-                                                 job.model.vocab_size, job.train.global_batch,
-                                                 job.train.micro_batch, world.rank(), world.size(),
-                                                 static_cast<std::uint64_t>(job.run.seed), /*shuffle=*/false);
+      val_ = std::make_unique<data::TokenDataset>(data::expand_paths(job.data.val), job.train.seq_len,
+                                                  job.model.vocab_size);
     const auto n = static_cast<std::size_t>(job.train.micro_batch * job.train.seq_len);
     inputs_.resize(n);
     targets_.resize(n);
@@ -105,6 +104,29 @@ class Trainer {
     if (world_.is_root()) fs::create_directories(dir_);
     world_.barrier();
     start();
+  }
+
+  static std::string ema_name(std::int64_t step) { return "ema_" + io::checkpoint_name(step); }
+
+  /// The EMA starts from the initial weights, or continues from the resumed step's EMA file.
+  void start_ema(const std::optional<fs::path>& resumed_from) {
+    if (job_.train.ema_decay <= 0) return;
+    ema_.assign(gpt_.params(), gpt_.params() + gpt_.num_params());
+    if (!resumed_from) return;
+    const fs::path file = dir_ / ema_name(step_);
+    if (!fs::exists(file)) {
+      log::warn("train: {} not found; the EMA restarts from the resumed weights", file.string());
+      return;
+    }
+    const io::CheckpointReader ckpt(file);
+    for (const auto& p : gpt_.param_table()) ckpt.read("model", p.name, p.shape, ema_.data() + p.offset);
+  }
+
+  void update_ema() {
+    if (ema_.empty()) return;
+    const auto d = static_cast<float>(job_.train.ema_decay);
+    const float* w = gpt_.params();
+    for (std::size_t i = 0; i < ema_.size(); ++i) ema_[i] = d * ema_[i] + (1.0f - d) * w[i];
   }
 
   TrainSummary run() {
@@ -194,6 +216,7 @@ class Trainer {
       if (job_.train.resume)
         log::info("train: resume = true but {} has no checkpoint; starting fresh", dir_.string());
     }
+    start_ema(resume_from);
     if (world_.is_root()) {
       std::ofstream(dir_ / "config.toml") << config::to_toml(job_);
       if (!resume_from) std::ofstream(dir_ / "metrics.jsonl", std::ios::trunc);
@@ -224,29 +247,18 @@ class Trainer {
     last_norm_ = norm;
     last_lr_ = lr;
     opt_.step(gpt_.params(), gpt_.grads(), static_cast<float>(lr), clip_scale(norm, job_.optim.grad_clip));
+    update_ema();
     loader_->advance_step();
     tokens_seen_ += t.global_batch * t.seq_len;
     return loss;
   }
 
-  /// Mean loss over the first val_batches x global_batch validation windows (fewer when the
-  /// validation set is smaller): the same windows whatever the rank count.
+  /// Mean loss over the first val_batches x global_batch validation windows: the same windows
+  /// whatever the rank count.
   double validate_loss() {
-    const auto& t = job_.train;
-    double sum = 0;
-    const std::int64_t n_batches =
-        std::max<std::int64_t>(1, std::min(t.val_batches, val_->n_windows() / t.global_batch));
-    val_->restore(data::LoaderCursor{0});
-    for (std::int64_t b = 0; b < n_batches; ++b) {
-      for (std::int64_t m = 0; m < val_->grad_accum_steps(); ++m) {
-        val_->load_micro_batch(m, inputs_.data(), targets_.data());
-        gpt_.forward(inputs_.data(), targets_.data(), nullptr, t.micro_batch, t.seq_len, /*training=*/false);
-        const float* losses = gpt_.token_losses();
-        for (std::size_t i = 0; i < inputs_.size(); ++i) sum += losses[i];
-      }
-      val_->advance_step();
-    }
-    const double v = world_.sum(sum) / static_cast<double>(n_batches * t.global_batch * t.seq_len);
+    const double v = evaluate_windows(gpt_, *val_, job_.train.val_batches * job_.train.global_batch,
+                                      job_.train.micro_batch, world_)
+                         .mean();
     summary_.final_val_loss = v;
     return v;
   }
@@ -293,6 +305,14 @@ class Trainer {
     }
     const fs::path path = dir_ / io::checkpoint_name(step_);
     io::write_checkpoint(path, meta, model, optim, world_);
+    if (!ema_.empty()) {
+      io::CheckpointMeta ema_meta = meta;
+      ema_meta.extra["kind"] = "ema";
+      ema_meta.extra["ema_decay"] = fmt::format("{}", job_.train.ema_decay);
+      std::vector<io::TensorRef> ema;
+      for (const auto& p : gpt_.param_table()) ema.push_back({p.name, p.shape, ema_.data() + p.offset, 0});
+      io::write_checkpoint(dir_ / ema_name(step_), ema_meta, ema, {}, world_);
+    }
     summary_.checkpoints.push_back(path);
     if (world_.is_root() && job_.checkpoint.keep_last > 0)
       io::prune_checkpoints(dir_, job_.checkpoint.keep_last);
@@ -305,9 +325,11 @@ class Trainer {
   model::GPT gpt_;
   AdamW opt_;
   ScheduleParams sched_;
-  std::unique_ptr<data::TokenLoader> loader_, val_;
+  std::unique_ptr<data::TokenLoader> loader_;
+  std::unique_ptr<data::TokenDataset> val_;
   std::vector<std::int32_t> inputs_, targets_;
   std::vector<float> dlosses_;
+  std::vector<float> ema_;  ///< online EMA of the weights (empty when train.ema_decay = 0)
   std::int64_t step_ = 0, tokens_seen_ = 0, window_steps_ = 0;
   double last_norm_ = 0, last_lr_ = 0;
   Clock::time_point window_start_;

@@ -3,6 +3,7 @@
 // (wrong rank count on resume, NaN) stop with a clear error and keep the last checkpoint.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <string>
@@ -13,6 +14,7 @@
 #include "core/error.hpp"
 #include "data/shard.hpp"
 #include "io/checkpoint.hpp"
+#include "model/gpt.hpp"
 #include "support/testing.hpp"
 #include "train/trainer.hpp"
 
@@ -63,7 +65,8 @@ TEST_F(TrainMpi, SameGlobalBatchGivesSameLossesAtAnyRankCount) {
   const auto dp = flowlm::train::run_training(tiny_job(dir.path(), dir / "dp", longer), world);
   ASSERT_EQ(dp.losses.size(), 40u);
   if (world.is_root()) {
-    const auto one = flowlm::train::run_training(tiny_job(dir.path(), dir / "one", longer), Communicator::self());
+    const auto one =
+        flowlm::train::run_training(tiny_job(dir.path(), dir / "one", longer), Communicator::self());
     for (std::size_t i = 0; i < one.losses.size(); ++i)
       EXPECT_NEAR(dp.losses[i], one.losses[i], 1e-4 * std::abs(one.losses[i])) << "step " << i + 1;
     ASSERT_TRUE(dp.final_val_loss && one.final_val_loss);
@@ -133,6 +136,44 @@ TEST_F(TrainMpi, NonFiniteLossStopsAndKeepsTheLastCheckpoint) {
   ASSERT_TRUE(newest.has_value());
   EXPECT_EQ(newest->filename(), "step_00000006.h5");
   EXPECT_EQ(flowlm::io::list_checkpoints(dir / "nan").size(), 1u);
+  world.barrier();
+}
+
+TEST_F(TrainMpi, OnlineEmaFollowsTheSavedWeights) {
+  const double d = 0.8;
+  flowlm::train::run_training(
+      tiny_job(dir.path(), dir / "ema",
+               {"train.max_steps=4", "checkpoint.save_every=1", "train.ema_decay=0.8"}),
+      world);
+  if (world.is_root()) {
+    // ema_0 = the initial weights, ema_k = d ema_{k-1} + (1 - d) w_k, from the raw checkpoints.
+    const auto job = tiny_job(dir.path(), dir / "ema", {});
+    flowlm::model::GPT gpt(
+        {job.model.n_layer, job.model.n_head, job.model.n_embd, job.model.vocab_size, job.model.block_size});
+    gpt.init_random(static_cast<std::uint64_t>(job.run.seed));
+    std::vector<double> ema(gpt.params(), gpt.params() + gpt.num_params());
+    for (int step = 1; step <= 4; ++step) {
+      const flowlm::io::CheckpointReader raw(dir / "ema" / flowlm::io::checkpoint_name(step));
+      for (const auto& p : gpt.param_table()) {
+        const auto w = raw.read("model", p.name);
+        for (flowlm::index_t i = 0; i < p.numel; ++i)
+          ema[p.offset + i] = d * ema[p.offset + i] + (1 - d) * w.data[i];
+      }
+    }
+    const flowlm::io::CheckpointReader saved(dir / "ema" / ("ema_" + flowlm::io::checkpoint_name(4)));
+    EXPECT_EQ(saved.meta().extra.at("kind"), "ema");
+    double max_err = 0, max_gap = 0;
+    const flowlm::io::CheckpointReader last(dir / "ema" / flowlm::io::checkpoint_name(4));
+    for (const auto& p : gpt.param_table()) {
+      const auto e = saved.read("model", p.name), w = last.read("model", p.name);
+      for (flowlm::index_t i = 0; i < p.numel; ++i) {
+        max_err = std::max(max_err, std::abs(e.data[i] - ema[p.offset + i]));
+        max_gap = std::max(max_gap, static_cast<double>(std::abs(e.data[i] - w.data[i])));
+      }
+    }
+    EXPECT_LT(max_err, 1e-6);
+    EXPECT_GT(max_gap, 1e-4);  // the EMA is not just the raw weights
+  }
   world.barrier();
 }
 
