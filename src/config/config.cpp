@@ -78,6 +78,10 @@ std::string format_value(const FieldPtr& p) {
           return out + "]";
         } else if constexpr (std::is_same_v<T, std::vector<std::int64_t>>) {
           return fmt::format("[{}]", fmt::join(*v, ", "));
+        } else if constexpr (std::is_same_v<T, std::vector<double>>) {
+          std::string out = "[";
+          for (std::size_t i = 0; i < v->size(); ++i) out += (i ? ", " : "") + format_float((*v)[i]);
+          return out + "]";
         } else {
           static_assert(kAlwaysFalse<T>, "unhandled field type");
         }
@@ -86,8 +90,8 @@ std::string format_value(const FieldPtr& p) {
 }
 
 const char* type_name(const FieldPtr& p) {
-  static const char* const names[] = {"integer",          "float", "boolean", "string", "array of strings",
-                                      "array of integers"};
+  static const char* const names[] = {
+      "integer", "float", "boolean", "string", "array of strings", "array of integers", "array of numbers"};
   return names[p.index()];
 }
 
@@ -301,6 +305,20 @@ void read_field(const ReadCtx& c, const FieldPtr& p) {
             out->push_back(e.as_integer()->get());
             check_number(c, fmt::format("{}[{}]", c.key, out->size() - 1), static_cast<double>(out->back()),
                          fmt::format("{}", out->back()));
+          }
+        } else if constexpr (std::is_same_v<T, std::vector<double>>) {
+          out->clear();
+          const auto* arr = n.as_array();
+          if (!arr) type_error(c, p);
+          for (const auto& e : *arr) {
+            if (e.is_integer())
+              out->push_back(static_cast<double>(e.as_integer()->get()));
+            else if (e.is_floating_point())
+              out->push_back(e.as_floating_point()->get());
+            else
+              type_error(c, p);
+            check_number(c, fmt::format("{}[{}]", c.key, out->size() - 1), out->back(),
+                         format_float(out->back()));
           }
         } else {
           static_assert(kAlwaysFalse<T>, "unhandled field type");

@@ -73,6 +73,32 @@ struct CheckpointConfig {
 };
 
 /// \brief One job file, every section resolved.
+/// \brief The inherit stage (Inheritune): a small model from the first blocks of a larger one.
+struct InheritConfig {
+  std::string from;                  // source checkpoint (required by inherit)
+  std::string output;                // checkpoint to write (required by inherit)
+  std::int64_t layers = 0;           // copy blocks 0..layers-1; 0 = half of the source's blocks
+  std::vector<std::int64_t> blocks;  // explicit source block indices (overrides layers when set)
+  bool token_embedding = true;       // wte (GPT-2 ties the LM head to it)
+  bool position_embedding = true;    // wpe (the reference code leaves it at random init)
+  bool final_norm = true;            // ln_f (the reference code leaves it at random init)
+  bool head = true;                  // the LM head (tied: the same tensor as wte)
+};
+
+/// \brief The average stage: LAWA, SWA, EMA over saved checkpoints, and interpolation (WiSE-FT).
+struct AverageConfig {
+  std::string mode = "lawa";        // lawa | swa | ema | interpolate
+  std::vector<std::string> inputs;  // run directories, checkpoint files or globs
+  std::string output_dir;           // where averaged checkpoints go (required by average)
+  std::int64_t k = 5;               // lawa: checkpoints per window
+  std::int64_t every = 0;       // lawa: spacing in steps between averaged checkpoints; 0 = every saved one
+  bool grouped = false;         // lawa: non-overlapping groups instead of a sliding window
+  std::int64_t start_step = 0;  // swa/ema: first step included
+  std::int64_t end_step = -1;   // swa/ema: last step included; -1 = the last checkpoint
+  double decay = 0.9;           // ema: weight of the running average
+  std::vector<double> alphas = {0.5};  // interpolate: alpha * inputs[0] + (1 - alpha) * inputs[1]
+};
+
 struct JobConfig {
   RunConfig run;
   DataConfig data;
@@ -81,6 +107,8 @@ struct JobConfig {
   OptimConfig optim;
   TrainConfig train;
   CheckpointConfig checkpoint;
+  InheritConfig inherit;
+  AverageConfig average;
 };
 
 /// \brief Loads a job file and applies "section.key=value" overrides (from `--set`, in

@@ -83,6 +83,35 @@ void describe(CheckpointConfig& c, Schema& s) {
   s.field("save_final", c.save_final, "Save the final step.");
 }
 
+void describe(InheritConfig& c, Schema& s) {
+  s.field("from", c.from, "Source checkpoint of the larger model (required by inherit).");
+  s.field("output", c.output, "Checkpoint file to write the small model to (required by inherit).");
+  s.field("layers", c.layers, "Copy the first k blocks; 0 = half of the source's blocks.", ge(0));
+  s.field("blocks", c.blocks, "Explicit source block indices to copy, in order; overrides layers when set.",
+          ge(0));
+  s.field("token_embedding", c.token_embedding, "Copy the token embedding wte (tied to the LM head).");
+  s.field("position_embedding", c.position_embedding, "Copy the position embedding wpe.");
+  s.field("final_norm", c.final_norm, "Copy the final LayerNorm ln_f.");
+  s.field("head", c.head, "Copy the LM head (GPT-2 ties it to wte: must equal token_embedding).");
+}
+
+void describe(AverageConfig& c, Schema& s) {
+  s.field("mode", c.mode,
+          "lawa: last k checkpoints per window; swa: uniform mean over a step range; ema: EMA over the saved "
+          "sequence; interpolate: alpha * A + (1 - alpha) * B (WiSE-FT).",
+          one_of({"lawa", "swa", "ema", "interpolate"}));
+  s.field("inputs", c.inputs, "Run directories, checkpoint files or globs (interpolate: exactly two files).");
+  s.field("output_dir", c.output_dir, "Directory for the averaged checkpoints (required by average).");
+  s.field("k", c.k, "lawa: checkpoints averaged per window.", ge(1));
+  s.field("every", c.every, "lawa: spacing in steps between the averaged checkpoints; 0 = every saved one.",
+          ge(0));
+  s.field("grouped", c.grouped, "lawa: non-overlapping groups of k instead of a sliding window.");
+  s.field("start_step", c.start_step, "swa/ema: first step included.", ge(0));
+  s.field("end_step", c.end_step, "swa/ema: last step included; -1 = up to the last checkpoint.", ge(-1));
+  s.field("decay", c.decay, "ema: weight of the running average (the reference uses 0.9).", ge(0).lt(1));
+  s.field("alphas", c.alphas, "interpolate: weights of the first input, each in [0, 1].", between(0, 1));
+}
+
 }  // namespace
 
 Schema describe(JobConfig& c) {
@@ -101,6 +130,10 @@ Schema describe(JobConfig& c) {
   describe(c.train, s);
   s.section("checkpoint", "Which steps are saved and how many are kept.");
   describe(c.checkpoint, s);
+  s.section("inherit", "The inherit stage (Inheritune): copy the first blocks of a larger model.");
+  describe(c.inherit, s);
+  s.section("average", "The average stage: LAWA, SWA, EMA and interpolation of checkpoints.");
+  describe(c.average, s);
   return s;
 }
 
