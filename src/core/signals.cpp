@@ -6,7 +6,8 @@ namespace flowlm {
 namespace {
 
 volatile std::sig_atomic_t g_received = 0;
-struct sigaction g_old_usr1 {}, g_old_term {};
+struct sigaction g_old_usr1 {
+}, g_old_term{};
 
 extern "C" void on_stop_signal(int sig) { g_received = sig; }
 
