@@ -3,8 +3,8 @@
 // clipping and AdamW, on a fixed random batch. Prints one JSON line (rank 0).
 #include <sys/resource.h>
 
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <CLI/CLI.hpp>
 
 #include <algorithm>
 #include <chrono>
@@ -64,7 +64,8 @@ int main(int argc, char** argv) {
     const double norm = std::sqrt(flowlm::kernels::sum_squares(gpt.grads(), gpt.num_params()));
     opt.step(gpt.params(), gpt.grads(), 3e-4f, flowlm::train::clip_scale(norm, 1.0));
     world.barrier();
-    if (i >= warmup) times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    if (i >= warmup)
+      times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   }
   std::sort(times.begin(), times.end());
   const double step = times[times.size() / 2];
