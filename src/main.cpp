@@ -68,6 +68,15 @@ const std::vector<JobStage>& job_stages() {
       {"prepare", "tokenize text files into train/val token shards (prepare.*)", flowlm::stages::run_prepare},
       {"train", "train a GPT on token shards, with checkpoints and resume (model.*, optim.*, train.*)",
        flowlm::stages::run_train},
+      {"inherit", "copy the first k blocks of a larger checkpoint into a small model (inherit.*)",
+       flowlm::stages::run_inherit},
+      {"average", "average saved checkpoints: LAWA, SWA, EMA or interpolation (average.*)",
+       flowlm::stages::run_average},
+      {"score",
+       "score a sample set with a pre-trained checkpoint: per-sample loss and FLOW weight (score.*, flow.*)",
+       flowlm::stages::run_score},
+      {"eval", "loss and exact-match accuracy of checkpoints on token shards and sample sets (eval.*)",
+       flowlm::stages::run_eval},
   };
   return stages;
 }

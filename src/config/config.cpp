@@ -60,6 +60,18 @@ std::string quote(const std::string& s) {
   return out + "\"";
 }
 
+std::string format_tau(const TauSpec& t) {
+  switch (t.kind) {
+    case TauSpec::Kind::median:
+      return quote("median");
+    case TauSpec::Kind::value:
+      return format_float(t.value);
+    case TauSpec::Kind::quantile:
+      break;
+  }
+  return fmt::format("{{ quantile = {} }}", format_float(t.value));
+}
+
 std::string format_value(const FieldPtr& p) {
   return std::visit(
       [](const auto* v) -> std::string {
@@ -82,6 +94,8 @@ std::string format_value(const FieldPtr& p) {
           std::string out = "[";
           for (std::size_t i = 0; i < v->size(); ++i) out += (i ? ", " : "") + format_float((*v)[i]);
           return out + "]";
+        } else if constexpr (std::is_same_v<T, TauSpec>) {
+          return format_tau(*v);
         } else {
           static_assert(kAlwaysFalse<T>, "unhandled field type");
         }
@@ -90,13 +104,16 @@ std::string format_value(const FieldPtr& p) {
 }
 
 const char* type_name(const FieldPtr& p) {
-  static const char* const names[] = {
-      "integer", "float", "boolean", "string", "array of strings", "array of integers", "array of numbers"};
+  static const char* const names[] = {"integer",          "float",
+                                      "boolean",          "string",
+                                      "array of strings", "array of integers",
+                                      "array of numbers", "\"median\", a number or {quantile = q}"};
   return names[p.index()];
 }
 
 /// "an integer", for "must be an integer".
 std::string expected_name(const FieldPtr& p) {
+  if (std::holds_alternative<TauSpec*>(p)) return type_name(p);
   const std::string t = p.index() == 1 ? "number" : type_name(p);
   return (t[0] == 'a' || t[0] == 'i' ? "an " : "a ") + t;
 }
@@ -260,6 +277,38 @@ void check_string(const ReadCtx& c, const std::string& key, const std::string& v
     fail<ConfigError>("{}: {} = {} is not one of: {}", c.prefix, key, quote(v), fmt::join(r.choices, ", "));
 }
 
+/// flow.tau: "median", a positive number, or an inline table {quantile = q} with q in [0, 1].
+void read_tau(const ReadCtx& c, const FieldPtr& p, TauSpec& out) {
+  const toml::node& n = c.node;
+  if (const auto* s = n.as_string()) {
+    if (s->get() != "median")
+      fail<ConfigError>("{}: {} = {} is not understood: use \"median\", a number > 0 or {{quantile = q}}",
+                        c.prefix, c.key, quote(s->get()));
+    out = TauSpec{};
+    return;
+  }
+  if (n.is_integer() || n.is_floating_point()) {
+    const double v =
+        n.is_integer() ? static_cast<double>(n.as_integer()->get()) : n.as_floating_point()->get();
+    if (!std::isfinite(v) || v <= 0)
+      fail<ConfigError>("{}: {} = {} must be a finite number > 0", c.prefix, c.key, format_float(v));
+    out = TauSpec{TauSpec::Kind::value, v};
+    return;
+  }
+  const auto* t = n.as_table();
+  if (!t) type_error(c, p);
+  const toml::node* q = t->get("quantile");
+  if (t->size() != 1 || !q || !(q->is_integer() || q->is_floating_point()))
+    fail<ConfigError>("{}: {} must be {{quantile = q}} with one number q, got {}", c.prefix, c.key,
+                      describe_node(n));
+  const double v =
+      q->is_integer() ? static_cast<double>(q->as_integer()->get()) : q->as_floating_point()->get();
+  if (!(v >= 0 && v <= 1))
+    fail<ConfigError>("{}: {}.quantile = {} is out of range (must be in [0, 1])", c.prefix, c.key,
+                      format_float(v));
+  out = TauSpec{TauSpec::Kind::quantile, v};
+}
+
 void read_field(const ReadCtx& c, const FieldPtr& p) {
   std::visit(
       [&](auto* out) {
@@ -320,6 +369,8 @@ void read_field(const ReadCtx& c, const FieldPtr& p) {
             check_number(c, fmt::format("{}[{}]", c.key, out->size() - 1), out->back(),
                          format_float(out->back()));
           }
+        } else if constexpr (std::is_same_v<T, TauSpec>) {
+          read_tau(c, p, *out);
         } else {
           static_assert(kAlwaysFalse<T>, "unhandled field type");
         }

@@ -34,6 +34,11 @@ struct PrepareConfig {
   std::string tokenizer = "byte";         // "byte" (vocab 256); "gpt2" later
   double val_fraction = 0.1;              // in [0, 0.5]
   std::int64_t shard_tokens = 100000000;  // max tokens per shard, >= 1024
+  std::string format = "text";            // "text" (token shards) or "jsonl" (sample sets)
+  std::string prompt_field = "prompt";    // jsonl: field holding the prompt (masked out of the loss)
+  std::string answer_field = "answer";    // jsonl: field holding the answer (counts for the loss)
+  std::int64_t block_size = 256;          // jsonl: max model input tokens per sample (length - 1)
+  std::string overlong = "error";         // jsonl: a sample over block_size: error | truncate | drop
 };
 
 /// \brief GPT model shape and initialisation.
@@ -72,7 +77,6 @@ struct CheckpointConfig {
   bool save_final = true;
 };
 
-/// \brief One job file, every section resolved.
 /// \brief The inherit stage (Inheritune): a small model from the first blocks of a larger one.
 struct InheritConfig {
   std::string from;                  // source checkpoint (required by inherit)
@@ -99,6 +103,50 @@ struct AverageConfig {
   std::vector<double> alphas = {0.5};  // interpolate: alpha * inputs[0] + (1 - alpha) * inputs[1]
 };
 
+/// \brief flow.tau: "median" (default), a number, or {quantile = q} (global over all samples).
+struct TauSpec {
+  enum class Kind { median, value, quantile };
+  Kind kind = Kind::median;
+  double value = 0.5;  ///< the temperature (value) or q (quantile); 0.5 for median
+  bool operator==(const TauSpec& o) const { return kind == o.kind && value == o.value; }
+  bool operator!=(const TauSpec& o) const { return !(*this == o); }
+};
+
+/// \brief Fine-tuning on a sample set (`flowlm train` with finetune.train_set).
+struct FinetuneConfig {
+  std::string method = "standard";  // standard | flow | l2_init
+  std::string train_set = "";       // sample set (.h5); empty = pretraining on data.train shards
+  std::string scores = "";          // scores.h5 from `flowlm score` (method = flow)
+  std::int64_t epochs = 0;          // > 0: train.max_steps = ceil(epochs * samples / global_batch)
+  double l2_lambda = 0.0;           // l2_init: lambda of lambda * sum((theta - theta0)^2) / num_params
+};
+
+/// \brief FLOW weighting: w_i = exp(-l_i / tau), optionally normalised to mean 1.
+struct FlowConfig {
+  TauSpec tau;
+  std::string normalize = "mean";  // mean | none
+};
+
+/// \brief The score stage: per-sample losses of a pre-trained checkpoint -> scores.h5.
+struct ScoreConfig {
+  std::string checkpoint = "";  // pre-trained checkpoint (required by score)
+  std::string sample_set = "";  // sample set to score (required by score)
+  std::string output = "";      // scores file; empty = <run.dir>/scores.h5
+  std::int64_t batch = 16;      // samples per forward (fixed global groups: results do not depend on ranks)
+};
+
+/// \brief The eval stage: checkpoints x eval sets -> eval.jsonl.
+struct EvalConfig {
+  std::vector<std::string> checkpoints;  // checkpoint files, run directories or globs
+  std::vector<std::string> sets;         // token shards (.bin, globs) or sample sets (.h5)
+  std::string output = "";               // eval.jsonl path; empty = <run.dir>/eval.jsonl
+  std::int64_t micro_batch = 16;         // sequences per forward
+  std::int64_t max_samples = 0;          // per sample set: first N only; 0 = all
+  std::int64_t max_windows = 0;          // per token set: first N windows only; 0 = all
+  std::int64_t seq_len = 0;              // token sets: window length; 0 = the checkpoint's block_size
+};
+
+/// \brief One job file, every section resolved.
 struct JobConfig {
   RunConfig run;
   DataConfig data;
@@ -109,6 +157,10 @@ struct JobConfig {
   CheckpointConfig checkpoint;
   InheritConfig inherit;
   AverageConfig average;
+  FinetuneConfig finetune;
+  FlowConfig flow;
+  ScoreConfig score;
+  EvalConfig eval;
 };
 
 /// \brief Loads a job file and applies "section.key=value" overrides (from `--set`, in

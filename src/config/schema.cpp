@@ -27,6 +27,20 @@ void describe(PrepareConfig& c, Schema& s) {
   s.field("tokenizer", c.tokenizer, "Tokenizer: byte (vocab 256) or gpt2 (BPE).", one_of({"byte", "gpt2"}));
   s.field("val_fraction", c.val_fraction, "Fraction of the tokens held out for validation.", between(0, 0.5));
   s.field("shard_tokens", c.shard_tokens, "Maximum tokens per shard file.", ge(1024));
+  s.field(
+      "format", c.format,
+      "text: each input file is a document -> token shards; jsonl: one {prompt, answer} record per line -> "
+      "sample sets <name>_train.h5 (and <name>_val.h5 when val_fraction > 0).",
+      one_of({"text", "jsonl"}));
+  s.field("prompt_field", c.prompt_field, "jsonl: the field holding the prompt (masked out of the loss).",
+          nonempty());
+  s.field("answer_field", c.answer_field, "jsonl: the field holding the answer (the tokens the loss counts).",
+          nonempty());
+  s.field("block_size", c.block_size,
+          "jsonl: most model input tokens per sample (prompt + answer + EOT - 1).", ge(1));
+  s.field("overlong", c.overlong,
+          "jsonl: a sample longer than block_size is an error, truncated (answer cut), or dropped; counted.",
+          one_of({"error", "truncate", "drop"}));
 }
 
 void describe(ModelConfig& c, Schema& s) {
@@ -85,7 +99,7 @@ void describe(CheckpointConfig& c, Schema& s) {
 
 void describe(InheritConfig& c, Schema& s) {
   s.field("from", c.from, "Source checkpoint of the larger model (required by inherit).");
-  s.field("output", c.output, "Checkpoint file to write the small model to (required by inherit).");
+  s.field("output", c.output, "Checkpoint file to write the small model to; empty = <run.dir>/inherited.h5.");
   s.field("layers", c.layers, "Copy the first k blocks; 0 = half of the source's blocks.", ge(0));
   s.field("blocks", c.blocks, "Explicit source block indices to copy, in order; overrides layers when set.",
           ge(0));
@@ -100,8 +114,9 @@ void describe(AverageConfig& c, Schema& s) {
           "lawa: last k checkpoints per window; swa: uniform mean over a step range; ema: EMA over the saved "
           "sequence; interpolate: alpha * A + (1 - alpha) * B (WiSE-FT).",
           one_of({"lawa", "swa", "ema", "interpolate"}));
-  s.field("inputs", c.inputs, "Run directories, checkpoint files or globs (interpolate: exactly two files).");
-  s.field("output_dir", c.output_dir, "Directory for the averaged checkpoints (required by average).");
+  s.field("inputs", c.inputs,
+          "Run directories, checkpoint files or globs; empty = run.dir (interpolate: exactly two files).");
+  s.field("output_dir", c.output_dir, "Directory for the averaged checkpoints; empty = <run.dir>/averaged.");
   s.field("k", c.k, "lawa: checkpoints averaged per window.", ge(1));
   s.field("every", c.every, "lawa: spacing in steps between the averaged checkpoints; 0 = every saved one.",
           ge(0));
@@ -110,6 +125,45 @@ void describe(AverageConfig& c, Schema& s) {
   s.field("end_step", c.end_step, "swa/ema: last step included; -1 = up to the last checkpoint.", ge(-1));
   s.field("decay", c.decay, "ema: weight of the running average (the reference uses 0.9).", ge(0).lt(1));
   s.field("alphas", c.alphas, "interpolate: weights of the first input, each in [0, 1].", between(0, 1));
+}
+
+void describe(FinetuneConfig& c, Schema& s) {
+  s.field("method", c.method,
+          "standard: plain fine-tuning; flow: per-sample weights from finetune.scores; l2_init: adds "
+          "l2_lambda * sum((theta - theta0)^2) / num_params.",
+          one_of({"standard", "flow", "l2_init"}));
+  s.field("train_set", c.train_set,
+          "Sample set (.h5) to fine-tune on; empty = pretrain on data.train shards.");
+  s.field("scores", c.scores, "scores.h5 written by `flowlm score` for train_set (method = flow).");
+  s.field("epochs", c.epochs, "> 0: run ceil(epochs * samples / global_batch) steps instead of max_steps.",
+          ge(0));
+  s.field("l2_lambda", c.l2_lambda, "l2_init: strength of the pull towards the initial weights.", ge(0));
+}
+
+void describe(FlowConfig& c, Schema& s) {
+  s.field("tau", c.tau,
+          "Temperature of w = exp(-loss / tau): \"median\" of all losses, a number, or {quantile = q}.");
+  s.field("normalize", c.normalize, "mean: divide weights by their global mean; none: raw weights in (0, 1].",
+          one_of({"mean", "none"}));
+}
+
+void describe(ScoreConfig& c, Schema& s) {
+  s.field("checkpoint", c.checkpoint, "Pre-trained checkpoint that scores the samples (required by score).");
+  s.field("sample_set", c.sample_set, "Sample set (.h5) to score (required by score).");
+  s.field("output", c.output, "Scores file to write; empty = <run.dir>/scores.h5.");
+  s.field("batch", c.batch,
+          "Samples per forward pass (fixed global groups, so results ignore the rank count).", ge(1));
+}
+
+void describe(EvalConfig& c, Schema& s) {
+  s.field("checkpoints", c.checkpoints, "Checkpoint files, run directories (every step_*.h5) or globs.");
+  s.field("sets", c.sets, "Eval sets: token shards (.bin or globs) or sample sets (.h5).");
+  s.field("output", c.output,
+          "eval.jsonl to write (one row per checkpoint and set); empty = <run.dir>/eval.jsonl.");
+  s.field("micro_batch", c.micro_batch, "Sequences per forward pass.", ge(1));
+  s.field("max_samples", c.max_samples, "Sample sets: evaluate only the first N samples; 0 = all.", ge(0));
+  s.field("max_windows", c.max_windows, "Token sets: evaluate only the first N windows; 0 = all.", ge(0));
+  s.field("seq_len", c.seq_len, "Token sets: window length; 0 = the checkpoint's block_size.", ge(0));
 }
 
 }  // namespace
@@ -134,6 +188,14 @@ Schema describe(JobConfig& c) {
   describe(c.inherit, s);
   s.section("average", "The average stage: LAWA, SWA, EMA and interpolation of checkpoints.");
   describe(c.average, s);
+  s.section("finetune", "Fine-tuning on a sample set: standard, FLOW-weighted or L2 to the initial weights.");
+  describe(c.finetune, s);
+  s.section("flow", "FLOW weights w = exp(-loss / tau) from the pre-trained model's per-sample losses.");
+  describe(c.flow, s);
+  s.section("score", "The score stage: per-sample losses and FLOW weights -> scores.h5.");
+  describe(c.score, s);
+  s.section("eval", "The eval stage: loss and exact-match accuracy of checkpoints on eval sets.");
+  describe(c.eval, s);
   return s;
 }
 

@@ -61,7 +61,7 @@ inline Rule nonempty() {
 /// \brief A pointer to the member a key reads into; the alternatives are the value types
 /// the schema supports (integers stay int64).
 using FieldPtr = std::variant<std::int64_t*, double*, bool*, std::string*, std::vector<std::string>*,
-                              std::vector<std::int64_t>*, std::vector<double>*>;
+                              std::vector<std::int64_t>*, std::vector<double>*, TauSpec*>;
 
 /// \brief One key of one section.
 struct Field {

@@ -49,7 +49,7 @@ std::uint64_t fnv1a(std::uint64_t h, const void* p, std::size_t n) {
 
 /// Local checks of one group's tensors; returns the first problem or "".
 std::string check_tensors(const fs::path& path, const char* group, const std::vector<TensorRef>& ts,
-                          const comm::Communicator& world, std::uint64_t& hash) {
+                          const comm::Communicator& world, std::uint64_t& hash, bool streamed) {
   std::set<std::string> seen;
   for (const auto& t : ts) {
     hash = fnv1a(hash, group, std::strlen(group));
@@ -65,17 +65,17 @@ std::string check_tensors(const fs::path& path, const char* group, const std::ve
       return fmt::format("{}: owner rank {} is outside the world of {} ranks", where, t.owner, world.size());
     for (const index_t d : t.shape)
       if (d < 0) return fmt::format("{}: negative dimension in shape {}", where, shape_str(t.shape));
-    if (t.owner == world.rank() && !t.data && shape_numel(t.shape) > 0)
+    if (!streamed && t.owner == world.rank() && !t.data && shape_numel(t.shape) > 0)
       return fmt::format("{}: no data on its owner rank {}", where, t.owner);
   }
   return "";
 }
 
 void validate(const fs::path& path, const CheckpointMeta& meta, const std::vector<TensorRef>& model,
-              const std::vector<TensorRef>& optim, const comm::Communicator& world) {
+              const std::vector<TensorRef>& optim, const comm::Communicator& world, bool streamed = false) {
   std::uint64_t hash = 1469598103934665603ull;
-  std::string err = check_tensors(path, "model", model, world, hash);
-  if (err.empty()) err = check_tensors(path, "optim", optim, world, hash);
+  std::string err = check_tensors(path, "model", model, world, hash, streamed);
+  if (err.empty()) err = check_tensors(path, "optim", optim, world, hash, streamed);
   for (const auto& [k, v] : meta.extra)
     if (err.empty() && (is_required_attr(k) || k.empty()))
       err = fmt::format("{}: extra attribute '{}' clashes with a required checkpoint attribute",
@@ -132,7 +132,7 @@ std::string full_name(const char* group, const TensorRef& t) { return fmt::forma
 /// Parallel HDF5: metadata and dataset creation collectively, then each owner writes its own.
 std::string write_parallel(const fs::path& tmp, const CheckpointMeta& meta,
                            const std::vector<TensorRef>& model, const std::vector<TensorRef>& optim,
-                           const comm::Communicator& world) {
+                           const comm::Communicator& world, const TensorProducer* produce) {
   std::string err;
   std::optional<h5::File> f;
   std::vector<std::pair<h5::Dataset, const TensorRef*>> sets;
@@ -146,10 +146,18 @@ std::string write_parallel(const fs::path& tmp, const CheckpointMeta& meta,
     err = e.what();
   }
   if (err.empty()) {
-    for (auto& [d, t] : sets) {
+    std::vector<float> buf;  // streamed: one produced tensor at a time
+    for (std::size_t i = 0; i < sets.size(); ++i) {
+      auto& [d, t] = sets[i];
       if (t->owner != world.rank()) continue;
       try {
-        d.write(t->data);
+        const float* src = t->data;
+        if (produce) {
+          buf.resize(static_cast<std::size_t>(shape_numel(t->shape)));
+          (*produce)(i, buf.data());
+          src = buf.data();
+        }
+        d.write(src);
       } catch (const std::exception& e) {
         err = e.what();
         break;
@@ -168,7 +176,8 @@ std::string write_parallel(const fs::path& tmp, const CheckpointMeta& meta,
 /// Serial HDF5 (or one rank): rank 0 writes; other owners' tensors reach it by broadcast
 /// (comm has no point-to-point calls; this path is the fallback, not the fast one).
 std::string write_funnel(const fs::path& tmp, const CheckpointMeta& meta, const std::vector<TensorRef>& model,
-                         const std::vector<TensorRef>& optim, const comm::Communicator& world) {
+                         const std::vector<TensorRef>& optim, const comm::Communicator& world,
+                         const TensorProducer* produce) {
   std::string err;
   std::optional<h5::File> f;
   const bool root = world.is_root();
@@ -185,16 +194,26 @@ std::string write_funnel(const fs::path& tmp, const CheckpointMeta& meta, const 
     write_meta(*f, meta);
   });
   std::vector<float> buf;
+  std::size_t index = 0;
   for (const auto* group : {"model", "optim"}) {
     for (const auto& t : std::string(group) == "model" ? model : optim) {
       const float* src = t.data;
-      if (t.owner != 0) {
+      if (t.owner != 0 || produce) {
         buf.resize(static_cast<std::size_t>(shape_numel(t.shape)));
-        if (world.rank() == t.owner) std::copy(t.data, t.data + buf.size(), buf.begin());
+        if (world.rank() == t.owner && produce && err.empty()) {
+          try {
+            (*produce)(index, buf.data());
+          } catch (const std::exception& e) {
+            err = e.what();  // keep going: the broadcasts below must still match on every rank
+          }
+        } else if (world.rank() == t.owner && !produce) {
+          std::copy(t.data, t.data + buf.size(), buf.begin());
+        }
         world.broadcast_bytes(buf.data(), buf.size() * sizeof(float), t.owner);
         src = buf.data();
       }
       guarded([&] { f->create_dataset<float>(full_name(group, t), t.shape).write(src); });
+      ++index;
     }
   }
   guarded([&] { f->close(); });
@@ -216,10 +235,13 @@ void fsync_path(const fs::path& p, bool directory) {
 
 }  // namespace
 
-void write_checkpoint(const fs::path& path, const CheckpointMeta& meta_in,
-                      const std::vector<TensorRef>& model, const std::vector<TensorRef>& optim,
-                      const comm::Communicator& world, WriteStrategy strategy) {
-  validate(path, meta_in, model, optim, world);
+namespace {
+
+void write_checkpoint_impl(const fs::path& path, const CheckpointMeta& meta_in,
+                           const std::vector<TensorRef>& model, const std::vector<TensorRef>& optim,
+                           const comm::Communicator& world, WriteStrategy strategy,
+                           const TensorProducer* produce) {
+  validate(path, meta_in, model, optim, world, produce != nullptr);
   CheckpointMeta meta = meta_in;
   broadcast_meta(meta, world);
   fs::path tmp = path;
@@ -235,8 +257,8 @@ void write_checkpoint(const fs::path& path, const CheckpointMeta& meta_in,
   throw_if_any(world, err);
 
   const bool parallel = FLOWLM_HDF5_PARALLEL && world.size() > 1 && strategy == WriteStrategy::automatic;
-  err = parallel ? write_parallel(tmp, meta, model, optim, world)
-                 : write_funnel(tmp, meta, model, optim, world);
+  err = parallel ? write_parallel(tmp, meta, model, optim, world, produce)
+                 : write_funnel(tmp, meta, model, optim, world, produce);
   if (err.empty() && world.is_root()) {
     try {
       fsync_path(tmp, false);
@@ -267,6 +289,20 @@ void write_checkpoint(const fs::path& path, const CheckpointMeta& meta_in,
     }
   }
   throw_if_any(world, err);
+}
+
+}  // namespace
+
+void write_checkpoint(const fs::path& path, const CheckpointMeta& meta, const std::vector<TensorRef>& model,
+                      const std::vector<TensorRef>& optim, const comm::Communicator& world,
+                      WriteStrategy strategy) {
+  write_checkpoint_impl(path, meta, model, optim, world, strategy, nullptr);
+}
+
+void write_checkpoint_streamed(const fs::path& path, const CheckpointMeta& meta,
+                               const std::vector<TensorRef>& model, const TensorProducer& produce,
+                               const comm::Communicator& world, WriteStrategy strategy) {
+  write_checkpoint_impl(path, meta, model, {}, world, strategy, &produce);
 }
 
 // ---- reading ------------------------------------------------------------------------------

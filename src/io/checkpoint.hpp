@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -59,6 +60,18 @@ enum class WriteStrategy { automatic, funnel };
 void write_checkpoint(const std::filesystem::path& path, const CheckpointMeta& meta,
                       const std::vector<TensorRef>& model, const std::vector<TensorRef>& optim,
                       const comm::Communicator& world, WriteStrategy strategy = WriteStrategy::automatic);
+
+/// \brief Fills `out` (numel floats) with tensor `index` of the model list; called on its owner rank.
+using TensorProducer = std::function<void(std::size_t index, float* out)>;
+
+/// \brief write_checkpoint for outputs computed tensor by tensor (the `average` stage): the
+/// `model` entries carry no data; each owner rank calls `produce` for its tensors one at a time,
+/// right before writing each, so a rank holds one output tensor at a time. No /optim tensors.
+/// An exception from `produce` becomes an IoError on every rank (tmp removed, as above).
+void write_checkpoint_streamed(const std::filesystem::path& path, const CheckpointMeta& meta,
+                               const std::vector<TensorRef>& model, const TensorProducer& produce,
+                               const comm::Communicator& world,
+                               WriteStrategy strategy = WriteStrategy::automatic);
 
 /// \brief Read-only access to one checkpoint; any rank, no collectives. The constructor
 /// validates the file (HDF5 signature, format_version, required attributes, /model group).

@@ -19,6 +19,14 @@ struct StageContext {
 
 void run_prepare(const StageContext& ctx);
 void run_train(const StageContext& ctx);
+/// \brief `flowlm inherit`: a small model from the first blocks of a larger checkpoint (inherit.*).
+void run_inherit(const StageContext& ctx);
+/// \brief `flowlm average`: LAWA / SWA / EMA / interpolation of saved checkpoints (average.*).
+void run_average(const StageContext& ctx);
+/// \brief `flowlm score`: per-sample losses of a pre-trained checkpoint and FLOW weights (score.*, flow.*).
+void run_score(const StageContext& ctx);
+/// \brief `flowlm eval`: loss / exact-match accuracy of checkpoints on eval sets (eval.*).
+void run_eval(const StageContext& ctx);
 /// \brief `flowlm inspect file.h5`: prints a readable summary of any flowlm HDF5 file.
 void run_inspect(const std::filesystem::path& file, const comm::Communicator& world);
 

@@ -2,6 +2,9 @@
 
 #include <algorithm>
 
+#include "core/error.hpp"
+#include "io/checkpoint.hpp"
+
 namespace flowlm::train {
 
 LossSum evaluate_windows(model::GPT& gpt, const data::TokenDataset& data, index_t max_windows,
@@ -25,6 +28,113 @@ LossSum evaluate_windows(model::GPT& gpt, const data::TokenDataset& data, index_
   total.sum = world.sum(sum);
   total.tokens = world.sum(static_cast<std::int64_t>(mine.size()) * T);
   return total;
+}
+
+model::GPTConfig checkpoint_model_config(const std::filesystem::path& checkpoint) {
+  const io::CheckpointReader ckpt(checkpoint);
+  config::JobConfig job;
+  try {
+    job = config::parse_job(ckpt.meta().config_toml, checkpoint.string() + " (attribute config_toml)");
+  } catch (const ConfigError& e) {
+    fail<IoError>("{}: cannot read the model shape from attribute config_toml: {}", checkpoint.string(),
+                  e.what());
+  }
+  const auto& m = job.model;
+  const model::GPTConfig cfg{m.n_layer, m.n_head, m.n_embd, m.vocab_size, m.block_size};
+  for (const auto& p : model::make_param_table(cfg)) {
+    if (!ckpt.has("model", p.name))
+      fail<IoError>("{}: dataset /model/{} is missing for the model in config_toml ({} layers, d={})",
+                    checkpoint.string(), p.name, cfg.n_layer, cfg.n_embd);
+  }
+  return cfg;
+}
+
+std::unique_ptr<model::GPT> load_gpt(const std::filesystem::path& checkpoint) {
+  auto gpt = std::make_unique<model::GPT>(checkpoint_model_config(checkpoint));
+  const io::CheckpointReader ckpt(checkpoint);
+  for (const auto& p : gpt->param_table()) ckpt.read("model", p.name, p.shape, gpt->params() + p.offset);
+  return gpt;
+}
+
+std::vector<std::vector<std::int32_t>> greedy_answers(model::GPT& gpt, const data::SampleSet& set,
+                                                      const std::vector<index_t>& ids,
+                                                      const std::vector<index_t>& max_new, std::int32_t eot) {
+  const auto B = static_cast<index_t>(ids.size());
+  const index_t V = gpt.config().vocab_size, Tmax = gpt.config().block_size;
+  std::vector<std::vector<std::int32_t>> seq(ids.size()), out(ids.size());
+  std::vector<bool> done(ids.size(), false);
+  for (index_t b = 0; b < B; ++b) {
+    const index_t i = ids[static_cast<std::size_t>(b)];
+    seq[static_cast<std::size_t>(b)].assign(set.sample(i), set.sample(i) + set.answer_start[i]);
+    if (max_new[static_cast<std::size_t>(b)] <= 0) done[static_cast<std::size_t>(b)] = true;
+  }
+  std::vector<std::int32_t> tokens;
+  for (;;) {
+    index_t T = 0;
+    for (index_t b = 0; b < B; ++b)
+      if (!done[static_cast<std::size_t>(b)])
+        T = std::max(T, static_cast<index_t>(seq[static_cast<std::size_t>(b)].size()));
+    if (T == 0) break;
+    // Right padding is harmless: causal attention keeps each row's last real position exact.
+    T = std::min(T, Tmax);
+    tokens.assign(static_cast<std::size_t>(B * T), eot);
+    for (index_t b = 0; b < B; ++b) {
+      const auto& s = seq[static_cast<std::size_t>(b)];
+      const index_t L = std::min(T, static_cast<index_t>(s.size()));
+      std::copy(s.end() - L, s.end(), tokens.begin() + b * T);
+    }
+    gpt.forward(tokens.data(), nullptr, nullptr, B, T, /*training=*/false);
+    const float* logits = gpt.logits();
+    for (index_t b = 0; b < B; ++b) {
+      const auto bs = static_cast<std::size_t>(b);
+      if (done[bs]) continue;
+      const index_t pos = std::min(T, static_cast<index_t>(seq[bs].size())) - 1;
+      const float* row = logits + (b * T + pos) * V;
+      const auto next = static_cast<std::int32_t>(std::max_element(row, row + V) - row);
+      seq[bs].push_back(next);
+      out[bs].push_back(next);
+      if (next == eot || static_cast<index_t>(out[bs].size()) >= max_new[bs]) done[bs] = true;
+    }
+  }
+  return out;
+}
+
+SampleEval evaluate_samples(model::GPT& gpt, const data::SampleSet& set, index_t micro_batch,
+                            std::int32_t eot, const comm::Communicator& world) {
+  if (set.max_input_length() > gpt.config().block_size)
+    fail<DataError>(
+        "eval: the sample set holds a sample of {} input tokens, more than the model's block_size {}",
+        set.max_input_length(), gpt.config().block_size);
+  double loss = 0;
+  std::int64_t tokens = 0, correct = 0;
+  data::PaddedBatch batch;
+  for (index_t first = 0; first < set.size(); first += micro_batch) {
+    const index_t B = std::min(micro_batch, set.size() - first);
+    std::vector<index_t> ids(static_cast<std::size_t>(B)), max_new(static_cast<std::size_t>(B));
+    for (index_t b = 0; b < B; ++b) {
+      ids[static_cast<std::size_t>(b)] = first + b;
+      max_new[static_cast<std::size_t>(b)] = set.answer_tokens(first + b);
+    }
+    data::pack_samples(set, ids, batch);
+    gpt.forward(batch.inputs.data(), batch.targets.data(), batch.mask.data(), batch.B, batch.T, false);
+    const float* l = gpt.token_losses();
+    for (index_t k = 0; k < batch.B * batch.T; ++k) loss += l[k];
+    tokens += gpt.counted_tokens();
+    const auto answers = greedy_answers(gpt, set, ids, max_new, eot);
+    for (index_t b = 0; b < B; ++b) {
+      const index_t i = first + b;
+      const std::int32_t* ref = set.sample(i) + set.answer_start[i];
+      const auto& got = answers[static_cast<std::size_t>(b)];
+      if (static_cast<index_t>(got.size()) == set.answer_tokens(i) && std::equal(got.begin(), got.end(), ref))
+        ++correct;
+    }
+  }
+  SampleEval r;
+  r.answer_loss.sum = world.sum(loss);
+  r.answer_loss.tokens = world.sum(tokens);
+  r.correct = world.sum(correct);
+  r.samples = world.sum(static_cast<std::int64_t>(set.size()));
+  return r;
 }
 
 }  // namespace flowlm::train

@@ -1,11 +1,15 @@
-// Loss evaluation shared by training (validation), the averaging experiments and eval.
+// Loss evaluation shared by training (validation), the averaging experiments, scoring and eval.
 #pragma once
 
+#include <filesystem>
+#include <memory>
 #include <vector>
 
 #include "comm/comm.hpp"
+#include "config/config.hpp"
 #include "core/types.hpp"
 #include "data/loader.hpp"
+#include "data/sampleset.hpp"
 #include "model/gpt.hpp"
 
 namespace flowlm::train {
@@ -22,5 +26,34 @@ struct LossSum {
 /// batches of `micro_batch`. Collective; the same windows whatever the rank count.
 LossSum evaluate_windows(model::GPT& gpt, const data::TokenDataset& data, index_t max_windows,
                          index_t micro_batch, const comm::Communicator& world);
+
+/// \brief The model shape a checkpoint was trained with: from its `config_toml` attribute,
+/// checked against the stored tensor shapes (IoError naming the file when they disagree).
+model::GPTConfig checkpoint_model_config(const std::filesystem::path& checkpoint);
+
+/// \brief A model with the weights of `checkpoint` (shape from checkpoint_model_config).
+std::unique_ptr<model::GPT> load_gpt(const std::filesystem::path& checkpoint);
+
+/// \brief Answer loss and exact-match accuracy on a sample set.
+struct SampleEval {
+  LossSum answer_loss;  ///< over answer tokens (closing EOT included)
+  std::int64_t correct = 0, samples = 0;
+  double accuracy() const {
+    return samples > 0 ? static_cast<double>(correct) / static_cast<double>(samples) : 0;
+  }
+};
+
+/// \brief Evaluates the samples `set` holds (a block per rank; see data::rank_block): the
+/// answer loss, and exact match of greedy decoding from the prompt (stopping at end-of-text
+/// `eot` or after as many tokens as the reference answer has, closing EOT included) against
+/// the reference answer. Collective over `world`: the sums cover every rank's block.
+SampleEval evaluate_samples(model::GPT& gpt, const data::SampleSet& set, index_t micro_batch,
+                            std::int32_t eot, const comm::Communicator& world);
+
+/// \brief Greedy continuations of local samples `ids` of `set` from their prompts (the tokens
+/// before answer_start), at most `max_new[b]` tokens each, stopping after `eot`. Forward only.
+std::vector<std::vector<std::int32_t>> greedy_answers(model::GPT& gpt, const data::SampleSet& set,
+                                                      const std::vector<index_t>& ids,
+                                                      const std::vector<index_t>& max_new, std::int32_t eot);
 
 }  // namespace flowlm::train

@@ -12,12 +12,14 @@
 #include "core/log.hpp"
 #include "core/signals.hpp"
 #include "data/loader.hpp"
+#include "data/sampleset.hpp"
 #include "data/shard.hpp"
 #include "flowlm/build_config.hpp"
 #include "io/checkpoint.hpp"
 #include "kernels/kernels.hpp"
 #include "model/gpt.hpp"
 #include "train/evaluate.hpp"
+#include "train/flow.hpp"
 #include "train/optimizer.hpp"
 #include "train/schedule.hpp"
 
@@ -78,29 +80,154 @@ void truncate_metrics(const fs::path& file, std::int64_t step) {
   fs::rename(tmp, file);
 }
 
+/// One micro-batch ready for forward/backward: per-token loss weights (null = all 1) and the
+/// upstream gradients dlosses = weights / (the step's denominator).
+struct MicroBatch {
+  index_t B = 0, T = 0;
+  const std::int32_t *inputs = nullptr, *targets = nullptr;
+  const float *mask = nullptr, *weights = nullptr, *dlosses = nullptr;
+};
+
+/// Where a step's data comes from: fixed-length token windows (pretraining) or padded
+/// prompt/answer samples (fine-tuning). Every rank calls the same members in the same order.
+class BatchSource {
+ public:
+  virtual ~BatchSource() = default;
+  virtual index_t grad_accum_steps() const = 0;
+  /// Prepares the current step; returns the loss denominator of the whole global batch.
+  virtual double begin_step() = 0;
+  virtual MicroBatch micro_batch(index_t m) = 0;
+  /// Input tokens the whole step (all ranks) processes.
+  virtual std::int64_t step_tokens() const = 0;
+  virtual void advance_step() = 0;
+  virtual data::LoaderCursor cursor() const = 0;
+  virtual void restore(data::LoaderCursor c) = 0;
+};
+
+/// Pretraining: loss = mean over every token of the global batch.
+class WindowSource final : public BatchSource {
+ public:
+  explicit WindowSource(const config::JobConfig& job, const comm::Communicator& world)
+      : loader_(data::expand_paths(job.data.train), job.train.seq_len, job.model.vocab_size,
+                job.train.global_batch, job.train.micro_batch, world.rank(), world.size(),
+                static_cast<std::uint64_t>(job.run.seed),
+                /*shuffle=*/true),
+        B_(job.train.micro_batch),
+        T_(job.train.seq_len),
+        denom_(static_cast<double>(job.train.global_batch * job.train.seq_len)) {
+    const auto n = static_cast<std::size_t>(B_ * T_);
+    inputs_.resize(n);
+    targets_.resize(n);
+    dlosses_.assign(n, static_cast<float>(1.0 / denom_));
+  }
+  index_t grad_accum_steps() const override { return loader_.grad_accum_steps(); }
+  double begin_step() override { return denom_; }
+  MicroBatch micro_batch(index_t m) override {
+    loader_.load_micro_batch(m, inputs_.data(), targets_.data());
+    return MicroBatch{B_, T_, inputs_.data(), targets_.data(), nullptr, nullptr, dlosses_.data()};
+  }
+  std::int64_t step_tokens() const override { return loader_.tokens_per_step(); }
+  void advance_step() override { loader_.advance_step(); }
+  data::LoaderCursor cursor() const override { return loader_.cursor(); }
+  void restore(data::LoaderCursor c) override { loader_.restore(c); }
+
+ private:
+  data::TokenLoader loader_;
+  index_t B_, T_;
+  double denom_;
+  std::vector<std::int32_t> inputs_, targets_;
+  std::vector<float> dlosses_;
+};
+
+/// Fine-tuning: loss = sum_i w_i * sum_t nll_it / (answer tokens in the global batch), with
+/// w_i = 1 (standard, l2_init) or the FLOW weight of global sample i. Every rank holds the
+/// whole set, so every rank computes the global denominator without communication.
+class SampleSource final : public BatchSource {
+ public:
+  SampleSource(const config::JobConfig& job, const comm::Communicator& world, data::SampleSet set,
+               std::vector<double> weights)
+      : set_(std::move(set)),
+        weights_(std::move(weights)),
+        loader_(set_.size(), job.train.global_batch, job.train.micro_batch, world.rank(), world.size(),
+                static_cast<std::uint64_t>(job.run.seed), /*shuffle=*/true) {}
+  index_t grad_accum_steps() const override { return loader_.grad_accum_steps(); }
+  double begin_step() override {
+    std::int64_t answer = 0;
+    step_tokens_ = 0;
+    for (const index_t i : loader_.step_samples()) {
+      answer += set_.answer_tokens(i);
+      step_tokens_ += set_.input_length(i);
+    }
+    denom_ = static_cast<double>(answer);
+    return denom_;
+  }
+  MicroBatch micro_batch(index_t m) override {
+    const auto ids = loader_.micro_batch_samples(m);
+    data::pack_samples(set_, ids, batch_);
+    const auto n = static_cast<std::size_t>(batch_.B * batch_.T);
+    weights_tok_.resize(n);
+    dlosses_.resize(n);
+    for (index_t b = 0; b < batch_.B; ++b) {
+      const double w =
+          weights_.empty() ? 1.0 : weights_[static_cast<std::size_t>(ids[static_cast<std::size_t>(b)])];
+      for (index_t t = 0; t < batch_.T; ++t) {
+        const auto k = static_cast<std::size_t>(b * batch_.T + t);
+        weights_tok_[k] = static_cast<float>(w * batch_.mask[k]);
+        dlosses_[k] = static_cast<float>(w * batch_.mask[k] / denom_);
+      }
+    }
+    return MicroBatch{batch_.B,
+                      batch_.T,
+                      batch_.inputs.data(),
+                      batch_.targets.data(),
+                      batch_.mask.data(),
+                      weights_tok_.data(),
+                      dlosses_.data()};
+  }
+  std::int64_t step_tokens() const override { return step_tokens_; }
+  void advance_step() override { loader_.advance_step(); }
+  data::LoaderCursor cursor() const override { return loader_.cursor(); }
+  void restore(data::LoaderCursor c) override { loader_.restore(c); }
+
+ private:
+  data::SampleSet set_;
+  std::vector<double> weights_;  ///< per global sample; empty = all 1
+  data::SampleLoader loader_;
+  data::PaddedBatch batch_;
+  std::vector<float> weights_tok_, dlosses_;
+  double denom_ = 1;
+  std::int64_t step_tokens_ = 0;
+};
+
+/// The job as this run executes it: finetune.epochs > 0 sets train.max_steps from the
+/// sample count (recorded in the checkpoints' config_toml).
+config::JobConfig effective_job(const config::JobConfig& job) {
+  config::JobConfig j = job;
+  if (!j.finetune.train_set.empty() && j.finetune.epochs > 0) {
+    const auto info = data::read_sample_set_info(j.finetune.train_set);
+    const std::int64_t steps =
+        (j.finetune.epochs * info.n_samples + j.train.global_batch - 1) / j.train.global_batch;
+    j.train.max_steps = std::max<std::int64_t>(1, steps);
+  }
+  return j;
+}
+
 class Trainer {
  public:
   Trainer(const config::JobConfig& job, const comm::Communicator& world)
-      : job_(job),
+      : job_(effective_job(job)),
         world_(world),
         dir_(job.run.dir),
         gpt_(gpt_config(job.model)),
         opt_(gpt_, AdamWParams{static_cast<float>(job.optim.beta1), static_cast<float>(job.optim.beta2),
                                static_cast<float>(job.optim.eps), static_cast<float>(job.optim.weight_decay),
                                job.optim.decay_embeddings}),
-        sched_(schedule_params(job)) {
+        sched_(schedule_params(job_)) {
     validate();
-    loader_ = std::make_unique<data::TokenLoader>(data::expand_paths(job.data.train), job.train.seq_len,
-                                                  job.model.vocab_size, job.train.global_batch,
-                                                  job.train.micro_batch, world.rank(), world.size(),
-                                                  static_cast<std::uint64_t>(job.run.seed), /*shuffle=*/true);
-    if (!job.data.val.empty())
-      val_ = std::make_unique<data::TokenDataset>(data::expand_paths(job.data.val), job.train.seq_len,
-                                                  job.model.vocab_size);
-    const auto n = static_cast<std::size_t>(job.train.micro_batch * job.train.seq_len);
-    inputs_.resize(n);
-    targets_.resize(n);
-    dlosses_.assign(n, 1.0f / static_cast<float>(job.train.global_batch * job.train.seq_len));
+    make_source();
+    if (!job_.data.val.empty())
+      val_ = std::make_unique<data::TokenDataset>(data::expand_paths(job_.data.val), job_.train.seq_len,
+                                                  job_.model.vocab_size);
     if (world_.is_root()) fs::create_directories(dir_);
     world_.barrier();
     start();
@@ -133,9 +260,12 @@ class Trainer {
     const auto& t = job_.train;
     summary_.first_step = step_;
     log::info(
-        "train: {} params, {} layers, d={}, {} ranks x {} seq x {} tokens, {} micro-steps per step, {} steps",
+        "train: {} params, {} layers, d={}, {} ranks x {} seq x {} tokens, {} micro-steps per step, {} "
+        "steps{}",
         gpt_.num_params(), job_.model.n_layer, job_.model.n_embd, world_.size(), t.micro_batch, t.seq_len,
-        loader_->grad_accum_steps(), t.max_steps);
+        source_->grad_accum_steps(), t.max_steps,
+        finetuning() ? fmt::format(", fine-tuning ({}) on {}", job_.finetune.method, job_.finetune.train_set)
+                     : std::string());
     window_start_ = Clock::now();
     window_steps_ = 0;
     while (step_ < t.max_steps) {
@@ -173,14 +303,67 @@ class Trainer {
           "batch "
           "divisible by {} or change the rank count",
           t.global_batch, t.micro_batch, world_.size(), per_step);
-    if (job_.data.train.empty()) fail<ConfigError>("data.train is empty: list the token shards to train on");
+    if (job_.data.train.empty() && !finetuning())
+      fail<ConfigError>(
+          "data.train is empty: list the token shards to train on, or set finetune.train_set to fine-tune on "
+          "a "
+          "sample set");
+    if (job_.finetune.method == "flow" && !finetuning())
+      fail<ConfigError>(
+          "finetune.method = \"flow\" needs finetune.train_set (the sample set to fine-tune on)");
+    if (job_.finetune.method == "flow" && job_.finetune.scores.empty())
+      fail<ConfigError>(
+          "finetune.method = \"flow\" needs finetune.scores: run `flowlm score` on {} with the pre-trained "
+          "checkpoint first",
+          job_.finetune.train_set);
+    if (job_.finetune.method == "l2_init" && job_.finetune.l2_lambda <= 0)
+      log::warn("train: finetune.method = \"l2_init\" with finetune.l2_lambda = 0 is standard fine-tuning");
     if (job_.data.vocab_size > job_.model.vocab_size)
       fail<ConfigError>("data.vocab_size = {} exceeds model.vocab_size = {}", job_.data.vocab_size,
                         job_.model.vocab_size);
   }
 
+  bool finetuning() const { return !job_.finetune.train_set.empty(); }
+
+  void make_source() {
+    if (!finetuning()) {
+      source_ = std::make_unique<WindowSource>(job_, world_);
+      return;
+    }
+    const auto& ft = job_.finetune;
+    data::SampleSet set = data::read_sample_set(ft.train_set);
+    if (set.vocab_size > job_.model.vocab_size)
+      fail<ConfigError>("{}: vocab_size {} exceeds model.vocab_size = {}", ft.train_set, set.vocab_size,
+                        job_.model.vocab_size);
+    if (set.max_input_length() > job_.model.block_size)
+      fail<DataError>("{}: the longest sample has {} input tokens, more than model.block_size = {}",
+                      ft.train_set, set.max_input_length(), job_.model.block_size);
+    std::vector<double> weights;
+    if (ft.method == "flow") {
+      const Scores scores = read_scores(ft.scores, ft.train_set);
+      weights = scores.weight;
+      log::info("train: FLOW weights from {} (tau {:.4f}, normalization {})", ft.scores, scores.tau,
+                scores.normalization);
+    } else if (!ft.scores.empty()) {
+      log::warn("train: finetune.scores is ignored with finetune.method = \"{}\"", ft.method);
+    }
+    source_ = std::make_unique<SampleSource>(job_, world_, std::move(set), std::move(weights));
+  }
+
+  /// l2_init: theta0 = the weights fine-tuning starts from (model.init_from, else the seeded
+  /// init), also when resuming, so the penalty keeps pulling towards the same point.
+  void keep_theta0() {
+    if (job_.finetune.method != "l2_init") return;
+    if (!job_.model.init_from.empty())
+      load_model(gpt_, io::CheckpointReader(job_.model.init_from));
+    else
+      gpt_.init_random(static_cast<std::uint64_t>(job_.run.seed));
+    theta0_.assign(gpt_.params(), gpt_.params() + gpt_.num_params());
+  }
+
   /// Resume from the run dir, start from model.init_from, or initialize from the seed.
   void start() {
+    keep_theta0();
     std::optional<fs::path> resume_from;
     if (job_.train.resume) resume_from = io::newest_valid_checkpoint(dir_);
     if (resume_from) {
@@ -203,7 +386,7 @@ class Trainer {
       if (meta.data_cursor.size() != 1)
         fail<IoError>("{}: attribute 'data_cursor' has {} entries, expected 1", resume_from->string(),
                       meta.data_cursor.size());
-      loader_->restore(data::LoaderCursor{meta.data_cursor[0]});
+      source_->restore(data::LoaderCursor{meta.data_cursor[0]});
       if (world_.is_root()) truncate_metrics(dir_ / "metrics.jsonl", step_);
       log::info("train: resuming from {} (step {}, {} tokens seen)", resume_from->string(), step_,
                 tokens_seen_);
@@ -224,19 +407,24 @@ class Trainer {
   }
 
   double train_step() {
-    const auto& t = job_.train;
     const double lr = lr_at(step_, sched_);
     gpt_.zero_grad();
     double local_loss = 0;
-    for (std::int64_t m = 0; m < loader_->grad_accum_steps(); ++m) {
-      loader_->load_micro_batch(m, inputs_.data(), targets_.data());
-      gpt_.forward(inputs_.data(), targets_.data(), nullptr, t.micro_batch, t.seq_len);
+    const double denom = source_->begin_step();
+    for (std::int64_t m = 0; m < source_->grad_accum_steps(); ++m) {
+      const MicroBatch mb = source_->micro_batch(m);
+      gpt_.forward(mb.inputs, mb.targets, mb.mask, mb.B, mb.T);
       const float* losses = gpt_.token_losses();
-      for (std::size_t i = 0; i < inputs_.size(); ++i) local_loss += losses[i];
-      gpt_.backward(inputs_.data(), targets_.data(), dlosses_.data());
+      const index_t n = mb.B * mb.T;
+      if (mb.weights)
+        for (index_t i = 0; i < n; ++i) local_loss += static_cast<double>(mb.weights[i]) * losses[i];
+      else
+        for (index_t i = 0; i < n; ++i) local_loss += losses[i];
+      gpt_.backward(mb.inputs, mb.targets, mb.dlosses);
     }
     if (world_.size() > 1) world_.allreduce_sum(gpt_.grads(), gpt_.num_params());
-    const double loss = world_.sum(local_loss) / static_cast<double>(t.global_batch * t.seq_len);
+    double loss = world_.sum(local_loss) / denom;
+    if (!theta0_.empty()) loss += add_l2_init_grad();
     const double norm = std::sqrt(kernels::sum_squares(gpt_.grads(), gpt_.num_params()));
     if (!std::isfinite(loss) || !std::isfinite(norm))
       fail<NumericError>(
@@ -248,9 +436,27 @@ class Trainer {
     last_lr_ = lr;
     opt_.step(gpt_.params(), gpt_.grads(), static_cast<float>(lr), clip_scale(norm, job_.optim.grad_clip));
     update_ema();
-    loader_->advance_step();
-    tokens_seen_ += t.global_batch * t.seq_len;
+    const std::int64_t step_tokens = source_->step_tokens();
+    source_->advance_step();
+    tokens_seen_ += step_tokens;
+    window_tokens_ += step_tokens;
     return loss;
+  }
+
+  /// l2_init: adds 2 lambda (theta - theta0) / P to the (all-reduced, identical) gradients;
+  /// returns the penalty lambda sum((theta - theta0)^2) / P.
+  double add_l2_init_grad() {
+    const double lambda = job_.finetune.l2_lambda, P = static_cast<double>(gpt_.num_params());
+    const float* w = gpt_.params();
+    float* g = gpt_.grads();
+    const auto scale = static_cast<float>(2.0 * lambda / P);
+    double sq = 0;
+    for (std::size_t i = 0; i < theta0_.size(); ++i) {
+      const float d = w[i] - theta0_[i];
+      sq += static_cast<double>(d) * d;
+      g[i] += scale * d;
+    }
+    return lambda * sq / P;
   }
 
   /// Mean loss over the first val_batches x global_batch validation windows: the same windows
@@ -266,8 +472,7 @@ class Trainer {
   void report(double loss, std::optional<double> val) {
     const double secs = std::chrono::duration<double>(Clock::now() - window_start_).count();
     const double step_time = window_steps_ > 0 ? secs / static_cast<double>(window_steps_) : 0;
-    const double tok_s =
-        step_time > 0 ? static_cast<double>(job_.train.global_batch * job_.train.seq_len) / step_time : 0;
+    const double tok_s = secs > 0 ? static_cast<double>(window_tokens_) / secs : 0;
     const double eta = step_time * static_cast<double>(job_.train.max_steps - step_);
     std::string line =
         fmt::format("step {:>6}/{} | loss {:.4f} | lr {:.2e} | norm {:.3f} | {:.0f} tok/s | ETA {}", step_,
@@ -286,6 +491,7 @@ class Trainer {
     }
     window_start_ = Clock::now();
     window_steps_ = 0;
+    window_tokens_ = 0;
   }
 
   void save() {
@@ -295,8 +501,12 @@ class Trainer {
     meta.world_size = world_.size();
     meta.config_toml = config::to_toml(job_);
     meta.rng_state = fmt::format("seed={}", job_.run.seed);  // no random state beyond the seeded data order
-    meta.data_cursor = {loader_->cursor().position};
+    meta.data_cursor = {source_->cursor().position};
     meta.extra["kind"] = "train";
+    if (finetuning()) {
+      meta.extra["finetune_method"] = job_.finetune.method;
+      meta.extra["finetune_set"] = job_.finetune.train_set;
+    }
     std::vector<io::TensorRef> model, optim;
     for (const auto& p : gpt_.param_table()) {
       model.push_back({p.name, p.shape, gpt_.params() + p.offset, 0});
@@ -319,18 +529,17 @@ class Trainer {
     log::info("train: saved {}", path.string());
   }
 
-  const config::JobConfig& job_;
+  const config::JobConfig job_;
   comm::Communicator world_;
   fs::path dir_;
   model::GPT gpt_;
   AdamW opt_;
   ScheduleParams sched_;
-  std::unique_ptr<data::TokenLoader> loader_;
+  std::unique_ptr<BatchSource> source_;
   std::unique_ptr<data::TokenDataset> val_;
-  std::vector<std::int32_t> inputs_, targets_;
-  std::vector<float> dlosses_;
-  std::vector<float> ema_;  ///< online EMA of the weights (empty when train.ema_decay = 0)
-  std::int64_t step_ = 0, tokens_seen_ = 0, window_steps_ = 0;
+  std::vector<float> theta0_;  ///< l2_init: the starting weights
+  std::vector<float> ema_;     ///< online EMA of the weights (empty when train.ema_decay = 0)
+  std::int64_t step_ = 0, tokens_seen_ = 0, window_steps_ = 0, window_tokens_ = 0;
   double last_norm_ = 0, last_lr_ = 0;
   Clock::time_point window_start_;
   TrainSummary summary_;

@@ -411,3 +411,46 @@ TEST(Config, RequireNonemptyNamesKeyAndStage) {
   EXPECT_NO_THROW(cfg::require_nonempty(std::vector<std::string>{"a"}, "prepare.inputs", "prepare"));
   EXPECT_NO_THROW(cfg::require_nonempty(c.run.dir, "run.dir", "train"));
 }
+
+TEST(Config, FlowTauIsMedianANumberOrAQuantile) {
+  EXPECT_EQ(cfg::parse_job("", "job.toml").flow.tau.kind, cfg::TauSpec::Kind::median);
+  const auto num = cfg::parse_job("[flow]\ntau = 2\n", "job.toml").flow.tau;
+  EXPECT_EQ(num.kind, cfg::TauSpec::Kind::value);
+  EXPECT_EQ(num.value, 2.0);
+  const auto q = cfg::parse_job("[flow]\ntau = { quantile = 0.75 }\n", "job.toml").flow.tau;
+  EXPECT_EQ(q.kind, cfg::TauSpec::Kind::quantile);
+  EXPECT_EQ(q.value, 0.75);
+  EXPECT_EQ(cfg::parse_job("[flow]\ntau = 'median'\n", "job.toml").flow.tau, cfg::TauSpec{});
+  // Every form survives to_toml and back, and --set takes all three.
+  for (const std::string v : {"\"median\"", "0.25", "{quantile = 0.1}"}) {
+    const auto c = cfg::parse_job("[flow]\ntau = " + v + "\n", "job.toml");
+    EXPECT_EQ(cfg::parse_job(cfg::to_toml(c), "resolved"), c) << v;
+  }
+  EXPECT_EQ(cfg::parse_job("", "job.toml", {"flow.tau=median"}).flow.tau, cfg::TauSpec{});
+  EXPECT_EQ(cfg::parse_job("", "job.toml", {"flow.tau=1.5"}).flow.tau.value, 1.5);
+  EXPECT_EQ(cfg::parse_job("", "job.toml", {"flow.tau={quantile=0.9}"}).flow.tau.kind,
+            cfg::TauSpec::Kind::quantile);
+  EXPECT_TRUE(contains(config_error("[flow]\ntau = 'mean'\n"), "\"mean\" is not understood")) << "string";
+  EXPECT_TRUE(contains(config_error("[flow]\ntau = -1\n"), "must be a finite number > 0"));
+  EXPECT_TRUE(contains(config_error("[flow]\ntau = { quantile = 1.5 }\n"), "flow.tau.quantile = 1.5"));
+  EXPECT_TRUE(contains(config_error("[flow]\ntau = { q = 0.5 }\n"), "{quantile = q}"));
+  EXPECT_TRUE(contains(config_error("[flow]\ntau = true\n"), "flow.tau must be"));
+  EXPECT_TRUE(contains(cfg::reference_toml(), "tau = \"median\""));
+}
+
+TEST(Config, FineTuneScoreAndEvalSections) {
+  const auto c = cfg::parse_job(
+      "[finetune]\nmethod = 'flow'\ntrain_set = 'a.h5'\nscores = 's.h5'\nepochs = 3\n"
+      "[score]\ncheckpoint = 'c.h5'\nsample_set = 'a.h5'\nbatch = 4\n"
+      "[eval]\ncheckpoints = ['runs/x']\nsets = ['a.h5', 'val_*.bin']\nmax_samples = 10\n"
+      "[prepare]\nformat = 'jsonl'\noverlong = 'drop'\nblock_size = 64\n",
+      "job.toml");
+  EXPECT_EQ(c.finetune.method, "flow");
+  EXPECT_EQ(c.finetune.epochs, 3);
+  EXPECT_EQ(c.score.batch, 4);
+  EXPECT_EQ(c.eval.sets.size(), 2u);
+  EXPECT_EQ(c.prepare.overlong, "drop");
+  EXPECT_TRUE(contains(config_error("[finetune]\nmethod = 'lora'\n"), "finetune.method"));
+  EXPECT_TRUE(contains(config_error("[flow]\nnormalize = 'sum'\n"), "flow.normalize"));
+  EXPECT_TRUE(contains(config_error("[prepare]\noverlong = 'cut'\n"), "prepare.overlong"));
+}

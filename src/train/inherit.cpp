@@ -1,0 +1,175 @@
+#include "train/inherit.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <map>
+#include <set>
+
+#include "core/error.hpp"
+#include "core/log.hpp"
+#include "io/checkpoint.hpp"
+
+namespace flowlm::train {
+namespace fs = std::filesystem;
+
+namespace {
+
+const char* const kWte = "transformer.wte.weight";
+const char* const kWpe = "transformer.wpe.weight";
+const char* const kBlockPrefix = "transformer.h.";
+
+/// The block index of "transformer.h.<l>.<rest>", or -1 for a tensor outside the blocks.
+std::int64_t block_of(const std::string& name, std::string* rest = nullptr) {
+  const std::string prefix = kBlockPrefix;
+  if (name.compare(0, prefix.size(), prefix) != 0) return -1;
+  const auto dot = name.find('.', prefix.size());
+  if (dot == std::string::npos || dot == prefix.size()) return -1;
+  const std::string digits = name.substr(prefix.size(), dot - prefix.size());
+  if (!std::all_of(digits.begin(), digits.end(), [](char ch) { return ch >= '0' && ch <= '9'; })) return -1;
+  if (rest) *rest = name.substr(dot + 1);
+  return std::stoll(digits);
+}
+
+bool is_final_norm(const std::string& name) { return name.rfind("transformer.ln_f.", 0) == 0; }
+
+}  // namespace
+
+model::GPTConfig checkpoint_model_config(const fs::path& checkpoint, std::int64_t fallback_n_head) {
+  const io::CheckpointReader r(checkpoint);
+  std::map<std::string, Shape> shapes;
+  std::set<std::int64_t> blocks;
+  for (const auto& [name, shape] : r.tensors("model")) {
+    shapes[name] = shape;
+    const auto b = block_of(name);
+    if (b >= 0) blocks.insert(b);
+  }
+  for (const char* need : {kWte, kWpe})
+    if (shapes.count(need) == 0 || shapes[need].size() != 2)
+      fail<IoError>("{}: no 2-D dataset '/model/{}': not a GPT-2 checkpoint", checkpoint.string(), need);
+  model::GPTConfig cfg;
+  cfg.vocab_size = shapes[kWte][0];
+  cfg.n_embd = shapes[kWte][1];
+  cfg.block_size = shapes[kWpe][0];
+  cfg.n_layer = static_cast<std::int64_t>(blocks.size());
+  if (blocks.empty() || *blocks.rbegin() != cfg.n_layer - 1)
+    fail<IoError>("{}: transformer blocks are not numbered 0..{} (found {} blocks)", checkpoint.string(),
+                  blocks.empty() ? 0 : *blocks.rbegin(), blocks.size());
+  cfg.n_head = fallback_n_head;
+  // The head count is not visible in the tensors: the job that wrote the checkpoint knows it.
+  try {
+    const auto src =
+        config::parse_job(r.meta().config_toml, checkpoint.string() + " (attribute config_toml)");
+    if (src.model.n_embd == cfg.n_embd) cfg.n_head = src.model.n_head;
+  } catch (const Error& e) {
+    log::warn("inherit: {}; using n_head = {} from the job", e.what(), fallback_n_head);
+  }
+  model::validate(cfg);
+  return cfg;
+}
+
+std::vector<std::int64_t> inherit_block_list(const config::InheritConfig& cfg, std::int64_t source_layers) {
+  std::vector<std::int64_t> blocks;
+  if (!cfg.blocks.empty()) {
+    std::set<std::int64_t> seen;
+    for (const auto b : cfg.blocks) {
+      if (b < 0 || b >= source_layers)
+        fail<ConfigError>("inherit.blocks: block {} does not exist; the source {} has blocks 0..{}", b,
+                          cfg.from, source_layers - 1);
+      if (!seen.insert(b).second) fail<ConfigError>("inherit.blocks: block {} is listed twice", b);
+    }
+    return cfg.blocks;
+  }
+  const std::int64_t k = cfg.layers > 0 ? cfg.layers : std::max<std::int64_t>(1, source_layers / 2);
+  if (k > source_layers)
+    fail<ConfigError>("inherit.layers = {} exceeds the {} blocks of the source {}; choose 1..{}", k,
+                      source_layers, cfg.from, source_layers);
+  for (std::int64_t b = 0; b < k; ++b) blocks.push_back(b);
+  return blocks;
+}
+
+Inherited inherit_model(const config::InheritConfig& cfg, const config::JobConfig& job, std::uint64_t seed) {
+  config::require_nonempty(cfg.from, "inherit.from", "inherit");
+  if (cfg.token_embedding != cfg.head)
+    fail<ConfigError>(
+        "inherit.token_embedding = {} but inherit.head = {}: GPT-2 ties the LM head to the token embedding "
+        "(one tensor, transformer.wte.weight); set both to the same value",
+        cfg.token_embedding, cfg.head);
+  const model::GPTConfig src = checkpoint_model_config(cfg.from, job.model.n_head);
+  std::vector<std::int64_t> blocks = inherit_block_list(cfg, src.n_layer);
+  model::GPTConfig small = src;
+  small.n_layer = static_cast<std::int64_t>(blocks.size());
+
+  // Record the source's own job (consistent by construction) with the small depth; a source
+  // without a readable job gets this job, clamped so that it stays valid.
+  config::JobConfig out_job = job;
+  try {
+    out_job = config::parse_job(io::CheckpointReader(cfg.from).meta().config_toml, cfg.from);
+  } catch (const Error&) {
+    out_job.data.vocab_size = std::min(out_job.data.vocab_size, small.vocab_size);
+  }
+  out_job.inherit = cfg;
+  out_job.model.n_layer = small.n_layer;
+  out_job.model.n_head = small.n_head;
+  out_job.model.n_embd = small.n_embd;
+  out_job.model.vocab_size = small.vocab_size;
+  out_job.model.block_size = small.block_size;
+  out_job.model.init_from = "";
+  // Keep the recorded job valid (parse_job checks seq_len <= block_size).
+  out_job.train.seq_len = std::min(out_job.train.seq_len, small.block_size);
+  Inherited res{model::GPT(small), out_job, blocks, {}, {}};
+  res.gpt.init_random(seed);
+
+  const io::CheckpointReader reader(cfg.from);
+  for (const auto& p : res.gpt.param_table()) {
+    std::string source_name;
+    std::string rest;
+    const auto b = block_of(p.name, &rest);
+    if (b >= 0)
+      source_name = fmt::format("{}{}.{}", kBlockPrefix, blocks[static_cast<std::size_t>(b)], rest);
+    else if (p.name == kWte && cfg.token_embedding)
+      source_name = p.name;
+    else if (p.name == kWpe && cfg.position_embedding)
+      source_name = p.name;
+    else if (is_final_norm(p.name) && cfg.final_norm)
+      source_name = p.name;
+    if (source_name.empty()) {
+      res.initialized.push_back(p.name);
+      continue;
+    }
+    reader.read("model", source_name, p.shape, res.gpt.params() + p.offset);
+    res.copied.push_back(p.name);
+  }
+  return res;
+}
+
+fs::path run_inherit(const config::JobConfig& job, const comm::Communicator& world) {
+  const fs::path out =
+      job.inherit.output.empty() ? fs::path(job.run.dir) / "inherited.h5" : fs::path(job.inherit.output);
+  // Every rank builds the (small) model from the same file, so no data moves between ranks.
+  const Inherited inh = inherit_model(job.inherit, job, static_cast<std::uint64_t>(job.run.seed));
+  const io::CheckpointReader src(job.inherit.from);
+  io::CheckpointMeta meta;
+  meta.step = 0;
+  meta.tokens_seen = 0;
+  meta.world_size = world.size();
+  meta.config_toml = config::to_toml(inh.job);
+  meta.rng_state = fmt::format("seed={}", job.run.seed);
+  meta.data_cursor = {0};
+  meta.extra["kind"] = "inherit";
+  meta.extra["inherit_source"] = job.inherit.from;
+  meta.extra["inherit_source_step"] = std::to_string(src.meta().step);
+  meta.extra["inherit_blocks"] = nlohmann::json(inh.blocks).dump();
+  meta.extra["inherit_copied"] = nlohmann::json(inh.copied).dump();
+  meta.extra["inherit_initialized"] = nlohmann::json(inh.initialized).dump();
+  std::vector<io::TensorRef> tensors;
+  for (const auto& p : inh.gpt.param_table())
+    tensors.push_back({p.name, p.shape, inh.gpt.params() + p.offset, 0});
+  io::write_checkpoint(out, meta, tensors, {}, world);
+  log::info("inherit: wrote {} ({} blocks {} of {}; copied {} tensors, {} left at random init)", out.string(),
+            inh.blocks.size(), nlohmann::json(inh.blocks).dump(), job.inherit.from, inh.copied.size(),
+            inh.initialized.size());
+  return out;
+}
+
+}  // namespace flowlm::train

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Read throughput and peak memory of `flowlm average` vs a plain sequential read of the same
+# checkpoints (not a CTest test). Both read from the page cache: the files are read once first.
+#   tests/bench/bench_average.sh [build dir, default build/release] [count, default 5] [n_layer, default 6]
+# Needs a build with -DFLOWLM_BENCH=ON (bench_average) and the flowlm binary.
+set -euo pipefail
+here=$(cd "$(dirname "$0")/../.." && pwd)
+build=${1:-$here/build/release}
+count=${2:-5}
+layers=${3:-6}
+py=${FLOWLM_PYTHON:-/usr/bin/python3}
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1
+work=$(mktemp -d "${TMPDIR:-/tmp}/flowlm-bench-average.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+field() { "$py" -c "import json,sys; print(json.loads(sys.argv[1])['$2'])" "$1"; }
+
+made=$("$build/tests/bench_average" make "$work/run" --count "$count" --n-layer "$layers")
+cat "$work"/run/*.h5 > /dev/null  # warm the page cache for both readers
+printf 'average of %s checkpoints, %s params each (%s MB per file)\n' "$count" "$(field "$made" params)" \
+  "$(du -m "$work/run/step_00000100.h5" | cut -f1)"
+
+seq=$(/usr/bin/time -f '%M' -o "$work/seq.rss" "$build/tests/bench_average" read "$work/run")
+bytes=$(field "$seq" bytes)
+printf '%-34s %10s %10s %12s %8s\n' "reader" "seconds" "MB/s" "peak MiB" "ratio"
+printf '%-34s %10.3f %10.1f %12.1f %8s\n' "sequential read (1 process)" "$(field "$seq" seconds)" \
+  "$(field "$seq" mb_per_s)" "$("$py" -c "print($(cat "$work/seq.rss") / 1024)")" "1.00"
+
+cs=$(date +%s.%N); cat "$work"/run/step_*.h5 > /dev/null; ce=$(date +%s.%N)
+"$py" -c "import sys; s=$ce-$cs; print(f\"{'cat > /dev/null (page cache)':<34} {s:10.3f} {$bytes/s/1e6:10.1f} {'-':>12} {$bytes/s/1e6/$(field "$seq" mb_per_s):8.2f}\")"
+
+printf '[average]\nmode = "swa"\ninputs = ["%s"]\noutput_dir = "%s"\n' "$work/run" "$work/out" > "$work/job.toml"
+for np in 1 2; do
+  rm -rf "$work/out"
+  start=$(date +%s.%N)
+  /usr/bin/time -f '%M' -o "$work/avg.rss" mpirun -n "$np" --oversubscribe "$build/flowlm" average "$work/job.toml" \
+    > "$work/avg.log" 2>&1 || { cat "$work/avg.log"; exit 1; }
+  end=$(date +%s.%N)
+  inproc=$(grep -o 'read .* MB/s)' "$work/avg.log" | tail -1)
+  echo "  np $np, in-process: $inproc"
+  "$py" - "$bytes" "$start" "$end" "$(field "$seq" mb_per_s)" "$(cat "$work/avg.rss")" "$np" <<'PY'
+import sys
+b, t0, t1, seq, rss, np_ = float(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5]), sys.argv[6]
+s = t1 - t0
+# /usr/bin/time on mpirun reports the largest single process (a rank), in KiB.
+print(f"{'flowlm average swa, np ' + np_ + ' (incl. start)':<34} {s:10.3f} {b / s / 1e6:10.1f} {rss / 1024:12.1f} {b / s / 1e6 / seq:8.2f}")
+PY
+done
+echo "ratio = MB/s of the whole average job (process start, reads, float64 sums, parallel write, fsync) over the"
+echo "sequential read; in-process: the reads alone (slowest rank) and the job without process start."
+echo "peak MiB of average is the largest process under mpirun (a rank); the largest tensor is wte."
