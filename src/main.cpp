@@ -129,6 +129,13 @@ int run(int argc, char** argv, const Communicator& world) {
   inspect->add_option("file", inspect_file, "checkpoint, sample set or scores file (.h5)")->required();
   CLI::App* reference =
       app.add_subcommand("reference", "print every job-file key with its default and meaning");
+  flowlm::stages::DemoOptions demo_opt;
+  CLI::App* demo = app.add_subcommand(
+      "demo", "the whole pipeline on a synthetic corpus in minutes: pretrain, LAWA, FLOW, Inheritune, eval");
+  demo->add_option("--dir", demo_opt.dir, "where the demo writes its data, runs, table and plots")
+      ->capture_default_str();
+  demo->add_option("--seed", demo_opt.seed, "seed of the synthetic corpus and of every run")
+      ->capture_default_str();
 
   try {
     app.parse(argc, argv);
@@ -144,6 +151,10 @@ int run(int argc, char** argv, const Communicator& world) {
   }
   if (*reference) {
     if (world.is_root()) std::fputs(flowlm::config::reference_toml().c_str(), stdout);
+    return 0;
+  }
+  if (*demo) {
+    flowlm::stages::run_demo(demo_opt, world);
     return 0;
   }
   if (*inspect) {

@@ -2,6 +2,7 @@
 // the stage; a stage returns normally on success and throws flowlm::Error on failure.
 #pragma once
 
+#include <cstdint>
 #include <filesystem>
 #include <string>
 
@@ -27,6 +28,15 @@ void run_average(const StageContext& ctx);
 void run_score(const StageContext& ctx);
 /// \brief `flowlm eval`: loss / exact-match accuracy of checkpoints on eval sets (eval.*).
 void run_eval(const StageContext& ctx);
+/// \brief `flowlm demo`: where it writes and the seed of its synthetic corpus.
+struct DemoOptions {
+  std::filesystem::path dir = "runs/demo";
+  std::uint64_t seed = 1;
+};
+/// \brief The embedded end-to-end pipeline (pretrain, LAWA, score, FLOW vs standard fine-tuning,
+/// Inheritune, eval), printing one results table and writing plots into `opt.dir`.
+void run_demo(const DemoOptions& opt, const comm::Communicator& world);
+
 /// \brief `flowlm inspect file.h5`: prints a readable summary of any flowlm HDF5 file.
 void run_inspect(const std::filesystem::path& file, const comm::Communicator& world);
 
