@@ -6,6 +6,7 @@
     plot.py weights SCORES.h5                                       -> weights.png
     plot.py lawa    RAW_DIR AVG_DIR [--eval eval.jsonl ...] [--metric loss]  -> lawa.png
     plot.py sweep   SWEEP_DIR|collect.csv                           -> sweep.png, sweep.md, sweep.csv
+    plot.py demo    DEMO_DIR        (what `flowlm demo` calls)      -> DEMO_DIR/plots/*.png
 
 Common: -o/--out-dir DIR (default: the current directory), --name NAME (file stem, default:
 the kind). Run with Debian's /usr/bin/python3 (h5py, numpy, matplotlib). Exit status 1 with a
@@ -18,7 +19,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from flowlm_analysis import FlowlmFormatError  # noqa: E402
+from flowlm_analysis import FlowlmFormatError, list_checkpoints  # noqa: E402
 from flowlm_analysis import plots  # noqa: E402
 
 
@@ -55,9 +56,31 @@ def build_parser():
                    help="eval.jsonl files covering both (default: eval.jsonl in either dir)")
     s.add_argument("--metric", help="eval column to plot (default: loss, answer_loss or accuracy)")
 
+    s = add("demo", "every plot of a `flowlm demo` directory, into DEMO_DIR/plots")
+    s.add_argument("dir", help="the demo directory (flowlm demo --dir)")
+
     s = add("sweep", "a table (markdown + CSV) and plot of a sweep's eval results")
     s.add_argument("sweep", help="sweep dir (tasks.json + eval.jsonl per task) or a CSV from slurm/collect.py")
     return p
+
+
+def demo_plots(d):
+    """The demo's layout: pretrain/, finetune_{standard,flow}/, lawa/, score/scores.h5, eval_lawa/eval.jsonl."""
+    j = lambda *p: os.path.join(d, *p)  # noqa: E731
+    out = j("plots")
+    os.makedirs(out, exist_ok=True)
+    pre = [c.path for c in list_checkpoints(j("pretrain"))]
+    if not pre:
+        raise FlowlmFormatError("{}: no pretraining checkpoints; run `flowlm demo --dir {}` first".format(d, d))
+    return [
+        plots.plot_loss([j("pretrain"), j("finetune_standard"), j("finetune_flow")], os.path.join(out, "loss.png"),
+                        labels=["pretrain", "standard FT", "FLOW FT"]),
+        plots.plot_drift(pre[-1], [j("finetune_standard"), j("finetune_flow")], os.path.join(out, "drift.png"),
+                         labels=["standard", "FLOW"]),
+        plots.plot_weights(j("score", "scores.h5"), os.path.join(out, "weights.png")),
+        plots.plot_lawa(j("pretrain"), j("lawa"), os.path.join(out, "lawa.png"),
+                        eval_paths=[j("eval_lawa", "eval.jsonl")], metric="answer_loss"),
+    ]
 
 
 def run(args):
@@ -70,6 +93,8 @@ def run(args):
         return [plots.plot_weights(args.scores, out(), bins=args.bins)]
     if args.kind == "lawa":
         return [plots.plot_lawa(args.raw, args.averaged, out(), eval_paths=args.eval_paths, metric=args.metric)]
+    if args.kind == "demo":
+        return demo_plots(args.dir)
     if args.kind == "sweep":
         return list(plots.sweep_table(args.sweep, args.out_dir, name=args.name))
     raise AssertionError(args.kind)

@@ -4,8 +4,9 @@
     ck = load_checkpoint("runs/tiny/step_00000060.h5")
     ck["transformer.wte.weight"].shape, ck.step, ck.config["model"]["n_layer"]
 
-Formats (README.md, DESIGN.md): checkpoints `step_NNNNNNNN.h5` with /model/<name> and
-/optim/{m,v}/<name> fp32 datasets and root attrs; `metrics.jsonl` and `eval.jsonl` (one JSON
+Formats (README.md, DESIGN.md): checkpoints `step_NNNNNNNN.h5` with /model/<name> and AdamW
+moments (/optim/m.<name>, or nested /optim/m/<name>; load_checkpoint(p, "optim/m") reads
+either) as fp32 datasets, and root attrs; `metrics.jsonl` and `eval.jsonl` (one JSON
 object per line); `scores.h5` from `flowlm score` (datasets loss, weight, n_tokens). Every error
 names the file it is about.
 """
@@ -316,8 +317,8 @@ def read_scores(path):
     with _open_h5(path, "scores file") as f:
         kind = _decode(f.attrs.get("kind", "scores"))
         if kind != "scores":
-            raise FlowlmFormatError("{}: not a scores file (attribute kind = {!r}); write one with `flowlm score`".format(
-                path, kind))
+            raise FlowlmFormatError(
+                "{}: not a scores file (attribute kind = {!r}); write one with `flowlm score`".format(path, kind))
         for name in ("loss", "weight"):
             if name not in f or not isinstance(f[name], h5py.Dataset):
                 raise FlowlmFormatError("{}: not a scores file (no dataset '{}'); write one with `flowlm score`".format(

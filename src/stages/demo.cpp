@@ -42,7 +42,7 @@ const std::string kNewTask = "multiply";
 struct Plan {
   std::int64_t n_layer = 2, n_embd = 64, n_head = 4, block = 32;
   std::int64_t pre_samples = 2000;  // per old task
-  std::int64_t pre_steps = 2000, save_every = 100;
+  std::int64_t pre_steps = 2000, save_every = 25;
   double pre_lr = 5e-3;
   std::int64_t ft_steps = 150;
   double ft_lr = 1e-3;
@@ -312,7 +312,7 @@ class Demo {
       ++rows;
       wins += a < raw[step];
       lawa_json.push_back({{"step", step}, {"raw", raw[step]}, {"lawa", a}});
-      if (rows % 3 == 1 || step == avg.rbegin()->first)
+      if (rows % std::max<std::size_t>(1, avg.size() / 8) == 1 || step == avg.rbegin()->first)
         t += fmt::format("  {:>6} {:>9.4f} {:>9.4f} {:>+8.4f}\n", step, raw[step], a, a - raw[step]);
     }
     t += fmt::format("  LAWA is lower at {} of {} window ends.\n\n", wins, rows);
@@ -343,6 +343,7 @@ class Demo {
     }
     const std::string d = opt_.dir.string();
     const std::string cmd = fmt::format("'{}' '{}' demo '{}'", py, script.string(), d);
+    log::info("demo: results in {}", (opt_.dir / "results.txt").string());
     log::info("demo: plotting: {}", cmd);
     if (std::system(cmd.c_str()) != 0)
       log::warn(

@@ -51,7 +51,7 @@ void load_model(model::GPT& gpt, const io::CheckpointReader& ckpt) {
 }
 
 std::string optim_name(const char* moment, const std::string& param) {
-  return std::string(moment) + "." + param;
+  return std::string(moment) + "/" + param;
 }
 
 bool should_save(std::int64_t step, const config::CheckpointConfig& c, std::int64_t max_steps) {
