@@ -10,7 +10,7 @@ A pipeline file:
     name = "flow"
     run_dir = "runs/flow"          # jobs.json and logs/ go here; "${run_dir}" expands to it
     [vars]                         # more "${name}" substitutions (--var overrides them)
-    job = "jobs/flow.toml"
+    job = "jobs/flow_finetune.toml"
     [sbatch]                       # sbatch defaults for every step (a step's table and the CLI win;
                                    # key = false in a step's table drops a default)
     time = "02:00:00"

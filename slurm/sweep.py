@@ -10,7 +10,7 @@ A sweep file:
     [sweep]
     name = "lr_tau"
     stage = "train"
-    job = "jobs/flow.toml"
+    job = "jobs/flow_finetune.toml"
     dir = "runs/sweeps/lr_tau"     # task i writes to <dir>/task_<i>; tasks.json, jobs.json, logs/ here
     set = ["train.max_steps=2000"] # overrides every task gets (before its axes)
     run_dir_key = "run.dir"        # the key that receives the task's run directory (default)

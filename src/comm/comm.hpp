@@ -6,10 +6,12 @@
 #include <mpi.h>
 
 #include <cstdint>
+#include <exception>
 #include <string>
 #include <type_traits>
 #include <vector>
 
+#include "core/error.hpp"
 #include "core/types.hpp"
 
 namespace flowlm::comm {
@@ -84,6 +86,34 @@ class Communicator {
   void broadcast_value(T& v, int root = 0) const {
     static_assert(std::is_trivially_copyable_v<T>);
     broadcast_bytes(&v, sizeof v, root);
+  }
+
+  /// \brief Runs `f()` on rank 0 alone and hands its result (trivially copyable) to every rank.
+  /// When `f` throws, rank 0 rethrows its exception and the other ranks throw flowlm::Error with
+  /// its message, so no rank waits for work that never comes (e.g. files only rank 0 writes).
+  template <class T, class F>
+  T on_root(F&& f) const {
+    static_assert(std::is_trivially_copyable_v<T>);
+    T result{};
+    std::exception_ptr error;
+    std::string message;
+    if (is_root()) {
+      try {
+        result = f();
+      } catch (const std::exception& e) {
+        error = std::current_exception();
+        message = e.what();
+      }
+    }
+    bool failed = error != nullptr;
+    broadcast_value(failed);
+    if (failed) {
+      broadcast(message);
+      if (error) std::rethrow_exception(error);
+      throw Error("failed on rank 0: " + message);
+    }
+    broadcast_value(result);
+    return result;
   }
 
   /// Gather one scalar from every rank; the result (size() entries, by rank) is filled on

@@ -134,26 +134,8 @@ PrepareSummary prepare_on_root(const PrepareOptions& opts) {
 }  // namespace
 
 PrepareSummary prepare_text_shards(const PrepareOptions& opts, const comm::Communicator& world) {
-  PrepareSummary s;
-  std::exception_ptr error;
-  std::string message;
-  if (world.is_root()) {
-    try {
-      s = prepare_on_root(opts);
-    } catch (const std::exception& e) {
-      error = std::current_exception();
-      message = e.what();
-    }
-  }
   // Every rank learns rank 0's outcome, so nobody waits for shards that never come.
-  std::uint8_t failed = error ? 1 : 0;
-  world.broadcast_value(failed);
-  if (failed) {
-    world.broadcast(message);
-    if (error) std::rethrow_exception(error);
-    fail<Error>("prepare failed on rank 0: {}", message);
-  }
-  world.broadcast_value(s);
+  const auto s = world.on_root<PrepareSummary>([&] { return prepare_on_root(opts); });
   log::info(
       "prepare: {} files, {} bytes -> {} tokens ({} tokenizer): train {} tokens in {} shards, val {} tokens "
       "in {} shards, in {}",

@@ -378,25 +378,7 @@ SamplePrepareSummary prepare_samples_on_root(const SamplePrepareOptions& opts) {
 }  // namespace
 
 SamplePrepareSummary prepare_sample_sets(const SamplePrepareOptions& opts, const comm::Communicator& world) {
-  SamplePrepareSummary s;
-  std::exception_ptr error;
-  std::string message;
-  if (world.is_root()) {
-    try {
-      s = prepare_samples_on_root(opts);
-    } catch (const std::exception& e) {
-      error = std::current_exception();
-      message = e.what();
-    }
-  }
-  std::uint8_t failed = error ? 1 : 0;
-  world.broadcast_value(failed);
-  if (failed) {
-    world.broadcast(message);
-    if (error) std::rethrow_exception(error);
-    fail<Error>("prepare failed on rank 0: {}", message);
-  }
-  world.broadcast_value(s);
+  const auto s = world.on_root<SamplePrepareSummary>([&] { return prepare_samples_on_root(opts); });
   log::info(
       "prepare: {} records -> {} train samples ({}_train.h5), {} val samples, {} truncated, {} dropped "
       "(block_size {}), in {}",
