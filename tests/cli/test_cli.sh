@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# The command line as a user meets it: help, version, dry-run, exit codes (0 ok, 1 failure,
+# 2 usage), and bad input that names the file, key and value. Prints "N passed, N failed".
+#   test_cli.sh FLOWLM_BIN SOURCE_DIR
+set -uo pipefail
+bin=$1
+src=$2
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+cd "$tmp"
+pass=0
+failures=0
+# expect NAME EXIT_CODE PATTERN -- COMMAND...: the command exits with EXIT_CODE and its
+# combined output matches the extended regex PATTERN.
+expect() {
+  local name=$1 code=$2 pattern=$3
+  shift 4
+  local out rc
+  out=$("$@" 2>&1)
+  rc=$?
+  if [ "$rc" -ne "$code" ] || ! grep -Eq -- "$pattern" <<<"$out"; then
+    echo "FAIL: $name: exit $rc (want $code), output:"
+    sed 's/^/    /' <<<"$out" | head -15
+    failures=$((failures + 1))
+  else
+    pass=$((pass + 1))
+  fi
+}
+
+cat > job.toml <<'TOML'
+[run]
+dir = "run"
+[model]
+n_layer = 1
+n_head = 2
+n_embd = 8
+block_size = 16
+[train]
+seq_len = 16
+global_batch = 4
+micro_batch = 2
+max_steps = 3
+[optim]
+warmup_steps = 1
+TOML
+
+expect "help" 0 "Subcommands:.*" -- "$bin" --help
+expect "help lists stages" 0 "score" -- "$bin" --help
+expect "stage help" 0 "--dry-run" -- "$bin" train --help
+expect "version names the backends" 0 "host backend : Kokkos.*" -- "$bin" --version
+expect "version names HDF5 mode" 0 "HDF5 .*(parallel|serial)" -- "$bin" --version
+expect "version names MPI" 0 "MPI +: " -- "$bin" --version
+expect "unknown stage is a usage error" 2 "" -- "$bin" frobnicate job.toml
+expect "missing job file argument" 2 "job is required|required" -- "$bin" train
+expect "dry-run prints the resolved job" 0 "^n_embd = 8" -- "$bin" train job.toml --dry-run
+expect "dry-run shows defaults" 0 "^beta2 = 0.95" -- "$bin" train job.toml --dry-run
+expect "--set overrides" 0 "^lr = 0.0003" -- "$bin" train job.toml --set optim.lr=3e-4 --dry-run
+expect "reference lists every section" 0 "\[finetune\]" -- "$bin" reference
+expect "missing job file" 1 "nope.toml" -- "$bin" train nope.toml
+expect "unknown key with suggestion" 1 "optim.lrr.*did you mean 'optim.lr'" -- "$bin" train job.toml --set optim.lrr=1
+expect "out of range names key and value" 1 "optim.lr = -1.*out of range" -- "$bin" train job.toml --set optim.lr=-1
+expect "wrong type" 1 "train.max_steps must be an integer" -- "$bin" train job.toml --set train.max_steps=ten
+printf '[model\nn_layer = 2\n' > broken.toml
+expect "malformed TOML names file and line" 1 "broken.toml:1" -- "$bin" train broken.toml
+expect "inconsistent keys" 1 "n_embd = 8 must be divisible by model.n_head = 3" -- "$bin" train job.toml --set model.n_head=3
+expect "train without data" 1 "data.train" -- "$bin" train job.toml
+expect "inspect a missing file" 1 "missing.h5" -- "$bin" inspect missing.h5
+echo "not hdf5" > fake.h5
+expect "inspect a file that is not HDF5" 1 "fake.h5" -- "$bin" inspect fake.h5
+
+# A real run, then the ways it can go wrong later.
+printf 'the quick brown fox jumps over the lazy dog. %.0s' $(seq 400) > corpus.txt
+cat >> job.toml <<'TOML'
+[prepare]
+inputs = ["corpus.txt"]
+output_dir = "data"
+[data]
+train = ["data/text_train_*.bin"]
+val = ["data/text_val_*.bin"]
+TOML
+expect "prepare" 0 "prepare: 1 files" -- "$bin" prepare job.toml
+expect "train prints progress with tok/s and ETA" 0 "step +3/3 \| loss .* tok/s \| ETA" -- "$bin" train job.toml
+expect "inspect a checkpoint" 0 "transformer.h.0.attn.c_attn.weight +float32 +\[8, 24\]" -- "$bin" inspect run/step_00000003.h5
+expect "vocab too small for the data" 1 "data.vocab_size = 256 must be <= model.vocab_size = 50" -- \
+  "$bin" train job.toml --set model.vocab_size=50
+head -c 2000 run/step_00000003.h5 > run/step_00000009.h5
+expect "resume skips a corrupt newest checkpoint" 0 "resuming from run/step_00000003.h5" -- \
+  "$bin" train job.toml --set train.resume=true --set train.max_steps=4
+expect "mpirun: rank count on resume must match" 1 "written by 1 ranks, but this run has 2" -- \
+  mpiexec -n 2 --oversubscribe "$bin" train job.toml --set train.resume=true --set train.max_steps=6
+expect "mpirun: a config error is reported once, exit 1" 1 "^flowlm: error: .*optim.lr" -- \
+  mpiexec -n 2 --oversubscribe "$bin" train job.toml --set optim.lr=-1
+
+echo "$pass passed, $failures failed"
+[ "$failures" -eq 0 ]
