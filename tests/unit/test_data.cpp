@@ -23,22 +23,8 @@ using namespace flowlm::data;
 
 namespace {
 
-/// Runs f, expects it to throw E, returns the message ("" and a failure otherwise).
-template <class E, class F>
-std::string thrown(F&& f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e.what();
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << "wrong exception type: " << e.what();
-    return "";
-  }
-  ADD_FAILURE() << "no exception thrown";
-  return "";
-}
-
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+using flowlm::testing::contains;
+using flowlm::testing::thrown;
 
 std::vector<std::uint16_t> random_tokens(std::size_t n, std::uint16_t vocab, unsigned seed) {
   std::mt19937 rng(seed);

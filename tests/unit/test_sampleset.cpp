@@ -22,21 +22,8 @@ using namespace flowlm::data;
 
 namespace {
 
-template <class E, class F>
-std::string thrown(F&& f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e.what();
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << "wrong exception type: " << e.what();
-    return "";
-  }
-  ADD_FAILURE() << "no exception thrown";
-  return "";
-}
-
-bool has(const std::string& s, const std::string& sub) { return s.find(sub) != std::string::npos; }
+using flowlm::testing::contains;
+using flowlm::testing::thrown;
 
 void write_text(const fs::path& p, const std::string& text) { std::ofstream(p) << text; }
 
@@ -66,26 +53,27 @@ TEST(SampleSet, LayoutIsEotPromptAnswerEot) {
 TEST(SampleSet, BadRecordsGiveClearErrors) {
   const ByteTokenizer tok;
   SampleSet s;
-  EXPECT_TRUE(has(thrown<DataError>([&] {
-                    build_samples({{"p", ""}}, tok, 32, Overlong::error, "f.jsonl", s);
-                  }),
-                  "empty answer"));
+  EXPECT_TRUE(contains(thrown<DataError>([&] {
+                         build_samples({{"p", ""}}, tok, 32, Overlong::error, "f.jsonl", s);
+                       }),
+                       "empty answer"));
   const std::string over = thrown<DataError>([&] {
     build_samples({{"long prompt", "answer"}}, tok, 8, Overlong::error, "f.jsonl", s);
   });
-  EXPECT_TRUE(has(over, "block_size = 8")) << over;
-  EXPECT_TRUE(has(over, "record 1")) << over;
+  EXPECT_TRUE(contains(over, "block_size = 8")) << over;
+  EXPECT_TRUE(contains(over, "record 1")) << over;
 
   const flowlm::testing::TempDir dir("flowlm-sampleset");
   write_text(dir / "missing.jsonl", "{\"prompt\": \"a\", \"answer\": \"b\"}\n{\"prompt\": \"a\"}\n");
   const std::string m = thrown<DataError>([&] { read_jsonl(dir / "missing.jsonl", "prompt", "answer"); });
-  EXPECT_TRUE(has(m, "missing.jsonl:2")) << m;
-  EXPECT_TRUE(has(m, "missing field \"answer\"")) << m;
+  EXPECT_TRUE(contains(m, "missing.jsonl:2")) << m;
+  EXPECT_TRUE(contains(m, "missing field \"answer\"")) << m;
   write_text(dir / "bad.jsonl", "{\"prompt\": \"a\", \"answer\": \"b\"}\n\n{not json\n");
   EXPECT_TRUE(
-      has(thrown<DataError>([&] { read_jsonl(dir / "bad.jsonl", "prompt", "answer"); }), "bad.jsonl:3"));
+      contains(thrown<DataError>([&] { read_jsonl(dir / "bad.jsonl", "prompt", "answer"); }), "bad.jsonl:3"));
   write_text(dir / "num.jsonl", "{\"q\": \"a\", \"a\": 5}\n");
-  EXPECT_TRUE(has(thrown<DataError>([&] { read_jsonl(dir / "num.jsonl", "q", "a"); }), "must be a string"));
+  EXPECT_TRUE(
+      contains(thrown<DataError>([&] { read_jsonl(dir / "num.jsonl", "q", "a"); }), "must be a string"));
 }
 
 TEST(SampleSet, OverlongSamplesAreTruncatedOrDroppedAndCounted) {
@@ -150,8 +138,8 @@ TEST(SampleSet, PrepareJsonlWritesTrainAndValSets) {
   EXPECT_EQ(read_sample_set_info(dir / "out" / "add_train.h5").n_samples, 30);
   EXPECT_EQ(read_sample_set_info(dir / "out" / "add_val.h5").n_samples, 10);
   o.prompt_field = "prompt";  // the records do not have it
-  EXPECT_TRUE(has(thrown<DataError>([&] { prepare_sample_sets(o, comm::Communicator::self()); }),
-                  "missing field \"prompt\""));
+  EXPECT_TRUE(contains(thrown<DataError>([&] { prepare_sample_sets(o, comm::Communicator::self()); }),
+                       "missing field \"prompt\""));
 }
 
 TEST(SampleLoader, EveryStepTilesTheEpochAcrossRanks) {
