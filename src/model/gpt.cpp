@@ -74,6 +74,17 @@ void validate(const GPTConfig& cfg) {
   }
 }
 
+std::int64_t param_block(const std::string& name, std::string* rest) {
+  const std::string prefix = "transformer.h.";
+  if (name.compare(0, prefix.size(), prefix) != 0) return -1;
+  const auto dot = name.find('.', prefix.size());
+  if (dot == std::string::npos || dot == prefix.size()) return -1;
+  const std::string digits = name.substr(prefix.size(), dot - prefix.size());
+  if (!std::all_of(digits.begin(), digits.end(), [](char ch) { return ch >= '0' && ch <= '9'; })) return -1;
+  if (rest) *rest = name.substr(dot + 1);
+  return std::stoll(digits);
+}
+
 std::vector<ParamSpec> make_param_table(const GPTConfig& cfg) {
   validate(cfg);
   const index_t C = cfg.n_embd;

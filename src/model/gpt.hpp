@@ -42,6 +42,10 @@ struct ParamSpec {
 /// (ln_1, attn.c_attn, attn.c_proj, ln_2, mlp.c_fc, mlp.c_proj; weight then bias), ln_f.
 std::vector<ParamSpec> make_param_table(const GPTConfig& cfg);
 
+/// \brief The block index l of a parameter named "transformer.h.<l>.<rest>" (and <rest> when
+/// asked), or -1 for a parameter outside the blocks.
+std::int64_t param_block(const std::string& name, std::string* rest = nullptr);
+
 /// \brief GPT-2 with a tied LM head, fp32 on the host backend.
 ///
 /// One forward/backward pass: `forward(tokens, targets, mask, B, T)`, then `backward(dlosses)`

@@ -1,8 +1,12 @@
 #include "train/evaluate.hpp"
 
 #include <algorithm>
+#include <map>
+#include <set>
 
+#include "config/config.hpp"
 #include "core/error.hpp"
+#include "core/log.hpp"
 #include "io/checkpoint.hpp"
 
 namespace flowlm::train {
@@ -30,22 +34,46 @@ LossSum evaluate_windows(model::GPT& gpt, const data::TokenDataset& data, index_
   return total;
 }
 
-model::GPTConfig checkpoint_model_config(const std::filesystem::path& checkpoint) {
-  const io::CheckpointReader ckpt(checkpoint);
-  config::JobConfig job;
+model::GPTConfig checkpoint_model_config(const std::filesystem::path& checkpoint,
+                                         std::int64_t fallback_n_head) {
+  const io::CheckpointReader r(checkpoint);
+  std::map<std::string, Shape> shapes;
+  std::set<std::int64_t> blocks;
+  for (const auto& [name, shape] : r.tensors("model")) {
+    shapes[name] = shape;
+    const auto b = model::param_block(name);
+    if (b >= 0) blocks.insert(b);
+  }
+  const std::string wte = "transformer.wte.weight", wpe = "transformer.wpe.weight";
+  for (const auto& need : {wte, wpe})
+    if (shapes.count(need) == 0 || shapes[need].size() != 2)
+      fail<IoError>("{}: no 2-D dataset '/model/{}': not a GPT-2 checkpoint", checkpoint.string(), need);
+  model::GPTConfig cfg;
+  cfg.vocab_size = shapes[wte][0];
+  cfg.n_embd = shapes[wte][1];
+  cfg.block_size = shapes[wpe][0];
+  cfg.n_layer = static_cast<std::int64_t>(blocks.size());
+  if (blocks.empty() || *blocks.rbegin() != cfg.n_layer - 1)
+    fail<IoError>("{}: transformer blocks are not numbered 0..{} (found {} blocks)", checkpoint.string(),
+                  blocks.empty() ? 0 : *blocks.rbegin(), blocks.size());
+  // The head count is not visible in the tensors: the job that wrote the checkpoint knows it.
+  cfg.n_head = fallback_n_head;
   try {
-    job = config::parse_job(ckpt.meta().config_toml, checkpoint.string() + " (attribute config_toml)");
-  } catch (const ConfigError& e) {
-    fail<IoError>("{}: cannot read the model shape from attribute config_toml: {}", checkpoint.string(),
-                  e.what());
+    const auto src =
+        config::parse_job(r.meta().config_toml, checkpoint.string() + " (attribute config_toml)");
+    if (src.model.n_embd == cfg.n_embd) cfg.n_head = src.model.n_head;
+  } catch (const Error& e) {
+    if (fallback_n_head <= 0)
+      fail<IoError>("{}: cannot read the head count from attribute config_toml: {}", checkpoint.string(),
+                    e.what());
+    log::warn("{}; using n_head = {} from the job", e.what(), fallback_n_head);
   }
-  const auto& m = job.model;
-  const model::GPTConfig cfg{m.n_layer, m.n_head, m.n_embd, m.vocab_size, m.block_size};
-  for (const auto& p : model::make_param_table(cfg)) {
-    if (!ckpt.has("model", p.name))
-      fail<IoError>("{}: dataset /model/{} is missing for the model in config_toml ({} layers, d={})",
-                    checkpoint.string(), p.name, cfg.n_layer, cfg.n_embd);
-  }
+  if (cfg.n_head <= 0)
+    fail<IoError>(
+        "{}: attribute config_toml describes another model (n_embd differs from the tensors); "
+        "the head count is unknown",
+        checkpoint.string());
+  model::validate(cfg);
   return cfg;
 }
 

@@ -27,9 +27,12 @@ struct LossSum {
 LossSum evaluate_windows(model::GPT& gpt, const data::TokenDataset& data, index_t max_windows,
                          index_t micro_batch, const comm::Communicator& world);
 
-/// \brief The model shape a checkpoint was trained with: from its `config_toml` attribute,
-/// checked against the stored tensor shapes (IoError naming the file when they disagree).
-model::GPTConfig checkpoint_model_config(const std::filesystem::path& checkpoint);
+/// \brief The shape of a checkpoint's model: vocab, width, block size and depth from the
+/// tensors themselves; n_head from the checkpoint's `config_toml` when it parses and matches,
+/// else `fallback_n_head` (0: none, an IoError). Throws IoError naming the file when the
+/// tensors are not a GPT-2.
+model::GPTConfig checkpoint_model_config(const std::filesystem::path& checkpoint,
+                                         std::int64_t fallback_n_head = 0);
 
 /// \brief A model with the weights of `checkpoint` (shape from checkpoint_model_config).
 std::unique_ptr<model::GPT> load_gpt(const std::filesystem::path& checkpoint);

@@ -19,54 +19,9 @@ const char* const kWte = "transformer.wte.weight";
 const char* const kWpe = "transformer.wpe.weight";
 const char* const kBlockPrefix = "transformer.h.";
 
-/// The block index of "transformer.h.<l>.<rest>", or -1 for a tensor outside the blocks.
-std::int64_t block_of(const std::string& name, std::string* rest = nullptr) {
-  const std::string prefix = kBlockPrefix;
-  if (name.compare(0, prefix.size(), prefix) != 0) return -1;
-  const auto dot = name.find('.', prefix.size());
-  if (dot == std::string::npos || dot == prefix.size()) return -1;
-  const std::string digits = name.substr(prefix.size(), dot - prefix.size());
-  if (!std::all_of(digits.begin(), digits.end(), [](char ch) { return ch >= '0' && ch <= '9'; })) return -1;
-  if (rest) *rest = name.substr(dot + 1);
-  return std::stoll(digits);
-}
-
 bool is_final_norm(const std::string& name) { return name.rfind("transformer.ln_f.", 0) == 0; }
 
 }  // namespace
-
-model::GPTConfig checkpoint_model_config(const fs::path& checkpoint, std::int64_t fallback_n_head) {
-  const io::CheckpointReader r(checkpoint);
-  std::map<std::string, Shape> shapes;
-  std::set<std::int64_t> blocks;
-  for (const auto& [name, shape] : r.tensors("model")) {
-    shapes[name] = shape;
-    const auto b = block_of(name);
-    if (b >= 0) blocks.insert(b);
-  }
-  for (const char* need : {kWte, kWpe})
-    if (shapes.count(need) == 0 || shapes[need].size() != 2)
-      fail<IoError>("{}: no 2-D dataset '/model/{}': not a GPT-2 checkpoint", checkpoint.string(), need);
-  model::GPTConfig cfg;
-  cfg.vocab_size = shapes[kWte][0];
-  cfg.n_embd = shapes[kWte][1];
-  cfg.block_size = shapes[kWpe][0];
-  cfg.n_layer = static_cast<std::int64_t>(blocks.size());
-  if (blocks.empty() || *blocks.rbegin() != cfg.n_layer - 1)
-    fail<IoError>("{}: transformer blocks are not numbered 0..{} (found {} blocks)", checkpoint.string(),
-                  blocks.empty() ? 0 : *blocks.rbegin(), blocks.size());
-  cfg.n_head = fallback_n_head;
-  // The head count is not visible in the tensors: the job that wrote the checkpoint knows it.
-  try {
-    const auto src =
-        config::parse_job(r.meta().config_toml, checkpoint.string() + " (attribute config_toml)");
-    if (src.model.n_embd == cfg.n_embd) cfg.n_head = src.model.n_head;
-  } catch (const Error& e) {
-    log::warn("inherit: {}; using n_head = {} from the job", e.what(), fallback_n_head);
-  }
-  model::validate(cfg);
-  return cfg;
-}
 
 std::vector<std::int64_t> inherit_block_list(const config::InheritConfig& cfg, std::int64_t source_layers) {
   std::vector<std::int64_t> blocks;
@@ -124,7 +79,7 @@ Inherited inherit_model(const config::InheritConfig& cfg, const config::JobConfi
   for (const auto& p : res.gpt.param_table()) {
     std::string source_name;
     std::string rest;
-    const auto b = block_of(p.name, &rest);
+    const auto b = model::param_block(p.name, &rest);
     if (b >= 0)
       source_name = fmt::format("{}{}.{}", kBlockPrefix, blocks[static_cast<std::size_t>(b)], rest);
     else if (p.name == kWte && cfg.token_embedding)

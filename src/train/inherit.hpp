@@ -11,14 +11,9 @@
 #include "comm/comm.hpp"
 #include "config/config.hpp"
 #include "model/gpt.hpp"
+#include "train/evaluate.hpp"
 
 namespace flowlm::train {
-
-/// \brief The shape of a checkpoint's model: vocab, width, block size and depth from the
-/// tensors themselves; n_head from the checkpoint's `config_toml` when it parses, else
-/// `fallback_n_head`. Throws IoError naming the file when the tensors are not a GPT-2.
-model::GPTConfig checkpoint_model_config(const std::filesystem::path& checkpoint,
-                                         std::int64_t fallback_n_head);
 
 /// \brief The source block indices to copy: `inherit.blocks` when set, else 0..layers-1
 /// (layers = 0: half the source's blocks, at least one). ConfigError naming the key for an
