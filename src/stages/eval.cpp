@@ -21,22 +21,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-/// Files, run directories (their step_*.h5, in step order) and globs, in the order given.
-std::vector<fs::path> expand_checkpoints(const std::vector<std::string>& specs) {
-  std::vector<fs::path> out;
-  for (const auto& s : specs) {
-    if (fs::is_directory(s)) {
-      const auto list = io::list_checkpoints(s);
-      if (list.empty())
-        fail<IoError>("{}: eval.checkpoints names a directory without step_*.h5 checkpoints", s);
-      for (const auto& [step, p] : list) out.push_back(p);
-    } else {
-      for (const auto& p : data::expand_paths({s})) out.push_back(p);
-    }
-  }
-  return out;
-}
-
 bool is_sample_set(const std::string& spec) {
   return spec.size() > 3 && spec.compare(spec.size() - 3, 3, ".h5") == 0;
 }
@@ -47,7 +31,7 @@ void run_eval(const StageContext& ctx) {
   const auto& e = ctx.job.eval;
   config::require_nonempty(e.checkpoints, "eval.checkpoints", "eval");
   config::require_nonempty(e.sets, "eval.sets", "eval");
-  const auto ckpts = expand_checkpoints(e.checkpoints);
+  const auto ckpts = train::expand_checkpoints(e.checkpoints, "eval.checkpoints");
   const fs::path out = e.output.empty() ? fs::path(ctx.job.run.dir) / "eval.jsonl" : fs::path(e.output);
   if (ctx.world.is_root()) {
     if (out.has_parent_path()) fs::create_directories(out.parent_path());

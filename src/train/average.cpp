@@ -10,9 +10,9 @@
 
 #include "core/error.hpp"
 #include "core/log.hpp"
-#include "data/shard.hpp"
 #include "io/checkpoint.hpp"
 #include "io/hdf5.hpp"
+#include "train/evaluate.hpp"
 
 namespace flowlm::train {
 namespace fs = std::filesystem;
@@ -89,20 +89,8 @@ std::vector<AverageSource> step_range(const config::AverageConfig& cfg,
 std::vector<AverageSource> resolve_average_inputs(const std::vector<std::string>& inputs, bool keep_order) {
   config::require_nonempty(inputs, "average.inputs", "average");
   std::vector<AverageSource> out;
-  for (const auto& in : inputs) {
-    std::error_code ec;
-    if (fs::is_directory(in, ec)) {
-      const auto found = io::list_checkpoints(in);
-      if (found.empty()) fail<IoError>("average.inputs: directory {} has no step_*.h5 checkpoints", in);
-      for (const auto& [step, path] : found) out.push_back({path, step});
-      continue;
-    }
-    if (in.find_first_of("*?[") == std::string::npos && !fs::exists(in, ec))
-      fail<IoError>("average.inputs: {} does not exist (give run directories, checkpoint files or globs)",
-                    in);
-    for (const auto& path : data::expand_paths({in}))
-      out.push_back({path, io::CheckpointReader(path).meta().step});
-  }
+  for (const auto& path : expand_checkpoints(inputs, "average.inputs"))
+    out.push_back({path, io::CheckpointReader(path).meta().step});
   if (keep_order) return out;
   std::stable_sort(out.begin(), out.end(),
                    [](const AverageSource& a, const AverageSource& b) { return a.step < b.step; });

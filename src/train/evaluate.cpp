@@ -7,6 +7,7 @@
 #include "config/config.hpp"
 #include "core/error.hpp"
 #include "core/log.hpp"
+#include "data/shard.hpp"
 #include "io/checkpoint.hpp"
 
 namespace flowlm::train {
@@ -75,6 +76,25 @@ model::GPTConfig checkpoint_model_config(const std::filesystem::path& checkpoint
         checkpoint.string());
   model::validate(cfg);
   return cfg;
+}
+
+std::vector<std::filesystem::path> expand_checkpoints(const std::vector<std::string>& specs,
+                                                      const std::string& key) {
+  namespace fs = std::filesystem;
+  std::vector<fs::path> out;
+  for (const auto& spec : specs) {
+    std::error_code ec;
+    if (fs::is_directory(spec, ec)) {
+      const auto found = io::list_checkpoints(spec);
+      if (found.empty()) fail<IoError>("{}: directory {} has no step_*.h5 checkpoints", key, spec);
+      for (const auto& [step, path] : found) out.push_back(path);
+      continue;
+    }
+    if (spec.find_first_of("*?[") == std::string::npos && !fs::exists(spec, ec))
+      fail<IoError>("{}: {} does not exist (give run directories, checkpoint files or globs)", key, spec);
+    for (const auto& path : data::expand_paths({spec})) out.push_back(path);
+  }
+  return out;
 }
 
 std::unique_ptr<model::GPT> load_gpt(const std::filesystem::path& checkpoint) {

@@ -3,6 +3,7 @@
 
 #include <filesystem>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "comm/comm.hpp"
@@ -33,6 +34,12 @@ LossSum evaluate_windows(model::GPT& gpt, const data::TokenDataset& data, index_
 /// tensors are not a GPT-2.
 model::GPTConfig checkpoint_model_config(const std::filesystem::path& checkpoint,
                                          std::int64_t fallback_n_head = 0);
+
+/// \brief Checkpoint files from run directories (their step_*.h5, in step order), files and
+/// globs, in the order given. IoError naming `key` and the entry for a directory without
+/// checkpoints or a path that does not exist.
+std::vector<std::filesystem::path> expand_checkpoints(const std::vector<std::string>& specs,
+                                                      const std::string& key);
 
 /// \brief A model with the weights of `checkpoint` (shape from checkpoint_model_config).
 std::unique_ptr<model::GPT> load_gpt(const std::filesystem::path& checkpoint);

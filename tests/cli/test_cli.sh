@@ -83,6 +83,12 @@ expect "train prints progress with tok/s and ETA" 0 "step +3/3 \| loss .* tok/s 
 expect "inspect a checkpoint" 0 "transformer.h.0.attn.c_attn.weight +float32 +\[8, 24\]" -- "$bin" inspect run/step_00000003.h5
 expect "vocab too small for the data" 1 "data.vocab_size = 256 must be <= model.vocab_size = 50" -- \
   "$bin" train job.toml --set model.vocab_size=50
+expect "eval names a missing checkpoint and its key" 1 "eval.checkpoints: nothere.h5 does not exist" -- \
+  "$bin" eval job.toml --set 'eval.checkpoints=["nothere.h5"]' --set 'eval.sets=["data/text_val_*.bin"]'
+expect "average names an empty run directory and its key" 1 "average.inputs: directory data has no step_" -- \
+  "$bin" average job.toml --set 'average.inputs=["data"]'
+expect "eval of a run directory" 0 "step_00000003.h5 +text_val_\*.bin +[0-9.]+" -- \
+  "$bin" eval job.toml --set 'eval.checkpoints=["run"]' --set 'eval.sets=["data/text_val_*.bin"]'
 head -c 2000 run/step_00000003.h5 > run/step_00000009.h5
 expect "resume skips a corrupt newest checkpoint" 0 "resuming from run/step_00000003.h5" -- \
   "$bin" train job.toml --set train.resume=true --set train.max_steps=4
