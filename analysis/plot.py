@@ -65,19 +65,21 @@ def build_parser():
 
 
 def demo_plots(d):
-    """The demo's layout: pretrain/, finetune_{standard,flow}/, lawa/, score/scores.h5, eval_lawa/eval.jsonl."""
+    """The demo's layout: pretrain/, finetune_{standard,flow}/seed<k>/, lawa/, score/seed<k>/scores.h5,
+    eval_lawa/eval.jsonl. Curves, drift and weights are drawn for the first seed."""
     j = lambda *p: os.path.join(d, *p)  # noqa: E731
     out = j("plots")
     os.makedirs(out, exist_ok=True)
     pre = [c.path for c in list_checkpoints(j("pretrain"))]
+    ft = {m: j("finetune_" + m, "seed1") for m in ("standard", "flow")}
     if not pre:
         raise FlowlmFormatError("{}: no pretraining checkpoints; run `flowlm demo --dir {}` first".format(d, d))
     return [
-        plots.plot_loss([j("pretrain"), j("finetune_standard"), j("finetune_flow")], os.path.join(out, "loss.png"),
+        plots.plot_loss([j("pretrain"), ft["standard"], ft["flow"]], os.path.join(out, "loss.png"),
                         labels=["pretrain", "standard FT", "FLOW FT"]),
-        plots.plot_drift(pre[-1], [j("finetune_standard"), j("finetune_flow")], os.path.join(out, "drift.png"),
+        plots.plot_drift(pre[-1], [ft["standard"], ft["flow"]], os.path.join(out, "drift.png"),
                          labels=["standard", "FLOW"]),
-        plots.plot_weights(j("score", "scores.h5"), os.path.join(out, "weights.png")),
+        plots.plot_weights(j("score", "seed1", "scores.h5"), os.path.join(out, "weights.png")),
         plots.plot_lawa(j("pretrain"), j("lawa"), os.path.join(out, "lawa.png"),
                         eval_paths=[j("eval_lawa", "eval.jsonl")], metric="answer_loss"),
     ]

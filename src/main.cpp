@@ -40,11 +40,12 @@ struct AgreedFailure {
 /// Loads the job on every rank; if any rank fails, all ranks throw AgreedFailure together.
 flowlm::config::JobConfig load_job_everywhere(const std::filesystem::path& file,
                                               const std::vector<std::string>& overrides,
-                                              const Communicator& world) {
+                                              const std::string& stage, const Communicator& world) {
   flowlm::config::JobConfig job;
   std::string error;
   try {
     job = flowlm::config::load_job(file, overrides);
+    flowlm::config::check_stage(job, stage);
   } catch (const flowlm::Error& e) {
     error = e.what();
   }
@@ -163,7 +164,7 @@ int run(int argc, char** argv, const Communicator& world) {
   }
   for (const auto& [sub, st] : subs) {
     if (!*sub) continue;
-    const flowlm::config::JobConfig job = load_job_everywhere(job_file, overrides, world);
+    const flowlm::config::JobConfig job = load_job_everywhere(job_file, overrides, st->name, world);
     if (dry_run) {
       if (world.is_root()) std::fputs(flowlm::config::to_toml(job).c_str(), stdout);
       return 0;

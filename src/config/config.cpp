@@ -484,7 +484,7 @@ JobConfig parse_job(const std::string& toml_text, const std::string& origin,
     const std::string prefix = label != override_label.end() ? label->second : where(origin, node->source());
     read_field(ReadCtx{prefix, f.path(), *node, f.rule}, f.ptr);
   }
-  check_relations(cfg, origin);
+  cfg.origin = origin;
   return cfg;
 }
 
@@ -518,6 +518,10 @@ std::vector<std::string> changed_keys(const JobConfig& a, const JobConfig& b) {
 std::vector<std::string> all_keys() {
   JobConfig c;
   return field_paths(describe(c));
+}
+
+void check_stage(const JobConfig& c, const std::string& stage) {
+  if (stage == "train") check_train_relations(c, c.origin.empty() ? std::string("job") : c.origin);
 }
 
 bool operator==(const JobConfig& a, const JobConfig& b) { return changed_keys(a, b).empty(); }

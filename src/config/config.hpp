@@ -161,11 +161,20 @@ struct JobConfig {
   FlowConfig flow;
   ScoreConfig score;
   EvalConfig eval;
+  /// Where the job came from (file name, or e.g. a checkpoint attribute), for messages; not a key.
+  std::string origin;
 };
+
+/// \brief The checks between keys that `stage` relies on (train: n_embd % n_head,
+/// seq_len <= block_size, batch and schedule relations, data vs model vocabulary). Other
+/// stages take the model shape from their checkpoints, so a job's [model] or [train]
+/// section does not hold them back. Throws ConfigError naming the file, keys and values.
+void check_stage(const JobConfig& c, const std::string& stage);
 
 /// \brief Loads a job file and applies "section.key=value" overrides (from `--set`, in
 /// order; the last one wins). Throws IoError when the file cannot be read, ConfigError
-/// for malformed TOML, unknown keys, wrong types, out-of-range values and inconsistent keys.
+/// for malformed TOML, unknown keys, wrong types and out-of-range values (relations between
+/// keys are the stage's: check_stage).
 JobConfig load_job(const std::filesystem::path& file, const std::vector<std::string>& overrides = {});
 
 /// \brief Same as load_job from TOML text; `origin` names it in errors (a file name, or

@@ -199,7 +199,7 @@ Schema describe(JobConfig& c) {
   return s;
 }
 
-void check_relations(const JobConfig& c, const std::string& origin) {
+void check_train_relations(const JobConfig& c, const std::string& origin) {
   if (c.model.n_embd % c.model.n_head != 0)
     fail<ConfigError>("{}: model.n_embd = {} must be divisible by model.n_head = {}", origin, c.model.n_embd,
                       c.model.n_head);

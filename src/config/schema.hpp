@@ -98,8 +98,8 @@ class Schema {
 /// \brief The field tables: every section and key of `c`, pointing into `c`.
 Schema describe(JobConfig& c);
 
-/// \brief Checks between keys (n_embd % n_head, seq_len <= block_size, ...); throws
-/// ConfigError prefixed by `origin`.
-void check_relations(const JobConfig& c, const std::string& origin);
+/// \brief The training stage's checks between keys (n_embd % n_head, seq_len <= block_size,
+/// ...); throws ConfigError prefixed by `origin`.
+void check_train_relations(const JobConfig& c, const std::string& origin);
 
 }  // namespace flowlm::config

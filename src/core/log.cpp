@@ -1,23 +1,53 @@
 #include "core/log.hpp"
 
+#include <cerrno>
 #include <cmath>
+#include <cstring>
+
+#include "core/error.hpp"
 
 namespace flowlm::log {
 namespace {
 int g_rank = 0;
-}
+std::FILE* g_file = nullptr;  // set by FileScope: every line goes there instead
+ProgressHook g_progress;
+}  // namespace
 
 void set_rank(int r) { g_rank = r; }
 int rank() { return g_rank; }
 
 void info_line(const std::string& msg) {
-  std::fprintf(stdout, "[flowlm] %s\n", msg.c_str());
-  std::fflush(stdout);
+  std::FILE* out = g_file ? g_file : stdout;
+  std::fprintf(out, "[flowlm] %s\n", msg.c_str());
+  std::fflush(out);
 }
 
 void warn_line(const std::string& msg) {
-  std::fprintf(stderr, "[flowlm] warning: %s\n", msg.c_str());
-  std::fflush(stderr);
+  std::FILE* out = g_file ? g_file : stderr;
+  std::fprintf(out, "[flowlm] warning: %s\n", msg.c_str());
+  std::fflush(out);
+}
+
+FileScope::FileScope(const std::filesystem::path& file) : file_(nullptr), previous_(g_file) {
+  if (file.has_parent_path()) std::filesystem::create_directories(file.parent_path());
+  file_ = std::fopen(file.c_str(), "a");
+  if (!file_)
+    fail<IoError>("{}: cannot open log file for appending: {}", file.string(), std::strerror(errno));
+  g_file = file_;
+}
+
+FileScope::~FileScope() {
+  g_file = previous_;
+  std::fclose(file_);
+}
+
+ProgressHook set_progress_hook(ProgressHook hook) {
+  std::swap(g_progress, hook);
+  return hook;
+}
+
+void progress(double fraction) {
+  if (g_progress) g_progress(fraction);
 }
 
 std::string format_duration(double seconds) {

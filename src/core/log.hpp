@@ -5,6 +5,8 @@
 #include <fmt/format.h>
 
 #include <cstdio>
+#include <filesystem>
+#include <functional>
 #include <string>
 #include <utility>
 
@@ -30,5 +32,27 @@ void warn(fmt::format_string<Args...> f, Args&&... args) {
 
 /// \brief "1h02m", "3m05s", "12s": durations for ETA fields.
 std::string format_duration(double seconds);
+
+/// \brief RAII: while alive, this process's info and warning lines are appended to `file`
+/// instead of the console (a pipeline that shows its own progress keeps each step's full log
+/// in a file). Scopes nest; the innermost wins. Throws IoError when the file cannot be opened.
+class FileScope {
+ public:
+  explicit FileScope(const std::filesystem::path& file);
+  ~FileScope();
+  FileScope(const FileScope&) = delete;
+  FileScope& operator=(const FileScope&) = delete;
+
+ private:
+  std::FILE* file_;
+  std::FILE* previous_;
+};
+
+/// \brief Long loops report the fraction done (0..1) here, e.g. the trainer once per step;
+/// a pipeline installs a hook to draw a progress bar. No hook: nothing happens.
+using ProgressHook = std::function<void(double fraction)>;
+/// \brief Installs `hook` (empty: none) and returns the previous one.
+ProgressHook set_progress_hook(ProgressHook hook);
+void progress(double fraction);
 
 }  // namespace flowlm::log

@@ -109,6 +109,23 @@ std::vector<PromptAnswer> synthetic_mixture(const std::vector<std::string>& task
   return out;
 }
 
+std::vector<PromptAnswer> synthetic_finetune_set(const std::string& new_task, index_t n_new,
+                                                 const std::vector<std::string>& known, index_t known_every,
+                                                 std::uint64_t seed, const SyntheticOptions& opts) {
+  if (known_every == 1 || known_every < 0 || (known_every > 1 && known.empty()))
+    fail<ConfigError>(
+        "synthetic fine-tuning set: known_every = {} must be 0 (none) or >= 2, with known tasks",
+        known_every);
+  std::vector<PromptAnswer> out = synthetic_samples(new_task, n_new, seed, Split::train, opts);
+  if (known_every == 0) return out;
+  const auto n_tasks = static_cast<index_t>(known.size());
+  const index_t n_known = n_new / (known_every - 1);
+  const auto mix = synthetic_mixture(known, (n_known + n_tasks - 1) / n_tasks, seed + 1, Split::train, opts);
+  for (index_t i = 0; i < n_known; ++i)
+    out.insert(out.begin() + i * known_every, mix[static_cast<std::size_t>(i)]);
+  return out;
+}
+
 std::vector<std::uint16_t> pretraining_tokens(const std::vector<PromptAnswer>& samples,
                                               const Tokenizer& tok) {
   std::vector<std::uint16_t> out{static_cast<std::uint16_t>(tok.eot())};

@@ -40,6 +40,14 @@ std::vector<PromptAnswer> synthetic_mixture(const std::vector<std::string>& task
                                             std::uint64_t seed, Split split,
                                             const SyntheticOptions& opts = {});
 
+/// \brief A fine-tuning set shaped like real ones: `n_new` training samples of `new_task`
+/// with fresh training samples of the `known` tasks (which a pre-trained model already
+/// handles) mixed in, one in every `known_every` positions (0: none), the known tasks in
+/// turn. Deterministic in `seed`.
+std::vector<PromptAnswer> synthetic_finetune_set(const std::string& new_task, index_t n_new,
+                                                 const std::vector<std::string>& known, index_t known_every,
+                                                 std::uint64_t seed, const SyntheticOptions& opts = {});
+
 /// \brief Pretraining tokens: EOT, then prompt + answer + EOT for each sample (documents
 /// separated by end-of-text, as `prepare` writes text files).
 std::vector<std::uint16_t> pretraining_tokens(const std::vector<PromptAnswer>& samples, const Tokenizer& tok);

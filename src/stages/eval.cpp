@@ -11,7 +11,6 @@
 #include "core/log.hpp"
 #include "data/sampleset.hpp"
 #include "data/shard.hpp"
-#include "data/tokenizer.hpp"
 #include "io/checkpoint.hpp"
 #include "stages/stage.hpp"
 #include "train/evaluate.hpp"
@@ -39,7 +38,8 @@ void run_eval(const StageContext& ctx) {
   }
   log::info("eval: {} checkpoints x {} sets", ckpts.size(), e.sets.size());
   log::info("{:<40} {:<32} {:>10} {:>10} {:>9}", "checkpoint", "set", "loss", "ans_loss", "accuracy");
-  for (const auto& ck : ckpts) {
+  for (std::size_t ci = 0; ci < ckpts.size(); ++ci) {
+    const fs::path& ck = ckpts[ci];
     auto gpt = train::load_gpt(ck);
     const std::int64_t step = io::CheckpointReader(ck).meta().step;
     for (const auto& spec : e.sets) {
@@ -50,8 +50,7 @@ void run_eval(const StageContext& ctx) {
         const std::int64_t n = e.max_samples > 0 ? std::min(e.max_samples, info.n_samples) : info.n_samples;
         const auto [first, count] = data::rank_block(n, ctx.world.rank(), ctx.world.size());
         const data::SampleSet set = data::read_sample_set(spec, first, count);
-        const auto tok = data::make_tokenizer(set.tokenizer);
-        const auto r = train::evaluate_samples(*gpt, set, e.micro_batch, tok->eot(), ctx.world);
+        const auto r = train::evaluate_samples(*gpt, set, e.micro_batch, ctx.world);
         row["kind"] = "samples";
         row["samples"] = r.samples;
         row["answer_loss"] = r.answer_loss.mean();
@@ -72,6 +71,7 @@ void run_eval(const StageContext& ctx) {
       const std::string name = ck.filename().string(), set = fs::path(spec).filename().string();
       log::info("{:<40} {:<32} {:>10} {:>10} {:>9}", name, set, loss, ans, acc);
     }
+    log::progress(static_cast<double>(ci + 1) / static_cast<double>(ckpts.size()));
   }
   log::info("eval: wrote {}", out.string());
 }

@@ -54,11 +54,12 @@ struct SampleEval {
 };
 
 /// \brief Evaluates the samples `set` holds (a block per rank; see data::rank_block): the
-/// answer loss, and exact match of greedy decoding from the prompt (stopping at end-of-text
-/// `eot` or after as many tokens as the reference answer has, closing EOT included) against
-/// the reference answer. Collective over `world`: the sums cover every rank's block.
+/// answer loss, and exact match of greedy decoding from the prompt against the reference
+/// answer (closing EOT included; the same verdict as comparing greedy_answers() with the
+/// answer, computed from one teacher-forced pass). Collective over `world`: the sums cover
+/// every rank's block.
 SampleEval evaluate_samples(model::GPT& gpt, const data::SampleSet& set, index_t micro_batch,
-                            std::int32_t eot, const comm::Communicator& world);
+                            const comm::Communicator& world);
 
 /// \brief Greedy continuations of local samples `ids` of `set` from their prompts (the tokens
 /// before answer_start), at most `max_new[b]` tokens each, stopping after `eot`. Forward only.

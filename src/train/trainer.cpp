@@ -273,6 +273,8 @@ class Trainer {
       ++step_;
       ++window_steps_;
       summary_.losses.push_back(loss);
+      log::progress(static_cast<double>(step_ - summary_.first_step) /
+                    static_cast<double>(t.max_steps - summary_.first_step));
       std::optional<double> val;
       if (val_ && t.val_every > 0 && (step_ % t.val_every == 0 || step_ == t.max_steps))
         val = validate_loss();
@@ -548,6 +550,7 @@ class Trainer {
 }  // namespace
 
 TrainSummary run_training(const config::JobConfig& job, const comm::Communicator& world) {
+  config::check_stage(job, "train");
   const StopSignals signals;  // SIGUSR1/SIGTERM: finish the step, checkpoint, exit 3
   Trainer trainer(job, world);
   return trainer.run();

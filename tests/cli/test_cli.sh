@@ -89,6 +89,16 @@ expect "average names an empty run directory and its key" 1 "average.inputs: dir
   "$bin" average job.toml --set 'average.inputs=["data"]'
 expect "eval of a run directory" 0 "step_00000003.h5 +text_val_\*.bin +[0-9.]+" -- \
   "$bin" eval job.toml --set 'eval.checkpoints=["run"]' --set 'eval.sets=["data/text_val_*.bin"]'
+# Each stage checks the keys it uses: eval takes the model from the checkpoint, prepare never
+# trains, so a [train] section that the model's block_size contradicts holds back only train.
+expect "eval ignores train.seq_len > model.block_size" 0 "step_00000003.h5 +text_val_\*.bin +[0-9.]+" -- \
+  "$bin" eval job.toml --set model.block_size=8 --set 'eval.checkpoints=["run"]' --set 'eval.sets=["data/text_val_*.bin"]'
+expect "prepare ignores the [model] and [train] relations" 0 "prepare: 1 files" -- \
+  "$bin" prepare job.toml --set model.block_size=8 --set model.n_head=3
+expect "train still checks them" 1 "train.seq_len = 16 must be <= model.block_size = 8" -- \
+  "$bin" train job.toml --set model.block_size=8
+expect "dry-run of train checks them too" 1 "model.block_size = 8" -- \
+  "$bin" train job.toml --set model.block_size=8 --dry-run
 head -c 2000 run/step_00000003.h5 > run/step_00000009.h5
 expect "resume skips a corrupt newest checkpoint" 0 "resuming from run/step_00000003.h5" -- \
   "$bin" train job.toml --set train.resume=true --set train.max_steps=4

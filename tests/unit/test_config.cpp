@@ -20,9 +20,11 @@ bool contains(const std::string& hay, const std::string& needle) {
 }
 
 /// The message of the ConfigError that parse_job throws; fails the test when none is thrown.
+// The message of the ConfigError that parsing `text` for the train stage (which checks every
+// relation between keys) throws.
 std::string config_error(const std::string& text, const std::vector<std::string>& overrides = {}) {
   try {
-    cfg::parse_job(text, "job.toml", overrides);
+    cfg::check_stage(cfg::parse_job(text, "job.toml", overrides), "train");
   } catch (const ConfigError& e) {
     return e.what();
   }
@@ -361,6 +363,16 @@ TEST(Config, CrossChecksSeeOverrides) {
   const std::string msg = config_error("[model]\nblock_size = 128\n", {"train.seq_len=256"});
   EXPECT_TRUE(contains(msg, "train.seq_len = 256")) << msg;
   EXPECT_NO_THROW(cfg::parse_job("[train]\nseq_len = 512\n", "job.toml", {"model.block_size=512"}));
+}
+
+TEST(Config, RelationsBelongToTheStageThatUsesThem) {
+  // eval and score take the model from their checkpoint and prepare never trains: a job
+  // whose [model] and [train] sections disagree holds back only the train stage.
+  const auto job = cfg::parse_job(
+      "[model]\nblock_size = 128\nn_embd = 100\nn_head = 6\n[train]\nseq_len = 256\n", "job.toml");
+  for (const char* stage : {"prepare", "score", "eval", "average", "inherit"})
+    EXPECT_NO_THROW(cfg::check_stage(job, stage)) << stage;
+  EXPECT_THROW(cfg::check_stage(job, "train"), ConfigError);
 }
 
 TEST(Config, LoadJobReadsFileAndNamesItInErrors) {
