@@ -9,10 +9,10 @@ namespace flowlm::kernels {
 
 using host::host_range;
 
-// mean = sum x / C, var = sum (x - mean)^2 / C (two passes: no cancellation), rstd = 1/sqrt(var + 1e-5),
+// mean = sum x / C, var = sum (x - mean)^2 / C (two passes: no cancellation), rstd = 1/sqrt(var + eps),
 // out = (x - mean) * rstd * weight + bias.
 void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* weight,
-                       const float* bias, index_t N, index_t C) {
+                       const float* bias, index_t N, index_t C, float eps) {
   Kokkos::parallel_for("flowlm::layernorm_forward", host_range(N), [=](const index_t n) {
     const float* x = inp + n * C;
     float s = 0.0f;
@@ -22,7 +22,7 @@ void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, c
     float v = 0.0f;
 #pragma omp simd reduction(+ : v)
     for (index_t c = 0; c < C; ++c) v += (x[c] - m) * (x[c] - m);
-    const float r = 1.0f / std::sqrt(v / static_cast<float>(C) + 1e-5f);
+    const float r = 1.0f / std::sqrt(v / static_cast<float>(C) + eps);
     float* o = out + n * C;
     for (index_t c = 0; c < C; ++c) o[c] = (x[c] - m) * r * weight[c] + bias[c];
     mean[n] = m;

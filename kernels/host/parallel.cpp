@@ -17,6 +17,10 @@ void column_sum_accumulate(const char* label, float* dst, const float* src, inde
       for (index_t c = 0; c < C; ++c) pk[c] += row[c];
     }
   });
+  add_chunk_partials(label, dst, part, chunks, C);
+}
+
+void add_chunk_partials(const char* label, float* dst, const float* part, index_t chunks, index_t C) {
   Kokkos::parallel_for(label, host_range(C), [=](const index_t c) {
     float s = 0.0f;
     for (index_t k = 0; k < chunks; ++k) s += part[k * C + c];

@@ -37,6 +37,10 @@ constexpr index_t kRowChunks = 32;
 /// \brief dst[c] += sum_n src[n*C + c]: per-chunk partial sums, then the chunks added in order.
 void column_sum_accumulate(const char* label, float* dst, const float* src, index_t N, index_t C);
 
+/// \brief dst[c] += sum_k part[k*C + c] for k = 0 .. chunks-1 in order (the second half of a
+/// deterministic reduction over row chunks).
+void add_chunk_partials(const char* label, float* dst, const float* part, index_t chunks, index_t C);
+
 /// \brief exp(x), within 2 ulp for x in [-86.9, 69.7] (Cephes expf: 2^n * p(r), r = x - n ln2).
 /// Below that range it returns 0 and above it saturates near 2^100 ~ 1e30 (NaN too), so neither
 /// the result nor a sigmoid 1 / (1 + exp) >= 1e-30 or products of it with O(1e-7) gradients are

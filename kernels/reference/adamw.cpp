@@ -1,10 +1,11 @@
-// Reference AdamW step and the vector reductions used for gradient clipping and NaN checks.
+// Reference AdamW step, bias corrections in double.
 #include <cmath>
 
 #include "kernels/kernels.hpp"
 
 namespace flowlm::kernels::ref {
 
+// m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;  p -= lr (m / bc1 / (sqrt(v / bc2) + eps) + wd p).
 void adamw_update(float* param, float* m, float* v, const float* grad, index_t n, float lr, float beta1,
                   float beta2, float eps, float weight_decay, float grad_scale, long step) {
   const double bc1 = 1.0 - std::pow(static_cast<double>(beta1), static_cast<double>(step));
@@ -16,23 +17,6 @@ void adamw_update(float* param, float* m, float* v, const float* grad, index_t n
     const double mhat = m[i] / bc1, vhat = v[i] / bc2;
     param[i] -= static_cast<float>(lr * (mhat / (std::sqrt(vhat) + eps) + weight_decay * param[i]));
   }
-}
-
-double sum_squares(const float* x, index_t n) {
-  double s = 0.0;
-  for (index_t i = 0; i < n; ++i) s += static_cast<double>(x[i]) * x[i];
-  return s;
-}
-
-void scale(float* x, float s, index_t n) {
-  for (index_t i = 0; i < n; ++i) x[i] *= s;
-}
-
-bool all_finite(const float* x, index_t n) {
-  for (index_t i = 0; i < n; ++i) {
-    if (!std::isfinite(x[i])) return false;
-  }
-  return true;
 }
 
 }  // namespace flowlm::kernels::ref

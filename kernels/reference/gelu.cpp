@@ -1,4 +1,4 @@
-// Reference GELU (tanh approximation) and residual add.
+// Reference GELU (tanh approximation), in double.
 #include <cmath>
 
 #include "kernels/kernels.hpp"
@@ -9,6 +9,7 @@ namespace {
 const double kGeluScale = 0.79788456080286535588;  // sqrt(2 / pi)
 }
 
+// out = 0.5 x (1 + tanh u), u = sqrt(2/pi) (x + 0.044715 x^3).
 void gelu_forward(float* out, const float* inp, index_t N) {
   for (index_t i = 0; i < N; ++i) {
     const double x = inp[i];
@@ -24,10 +25,6 @@ void gelu_backward(float* dinp, const float* inp, const float* dout, index_t N) 
     const double du = kGeluScale * (1.0 + 3.0 * 0.044715 * x * x);
     dinp[i] += static_cast<float>((0.5 * (1.0 + th) + 0.5 * x * (1.0 - th * th) * du) * dout[i]);
   }
-}
-
-void residual_forward(float* out, const float* a, const float* b, index_t N) {
-  for (index_t i = 0; i < N; ++i) out[i] = a[i] + b[i];
 }
 
 }  // namespace flowlm::kernels::ref

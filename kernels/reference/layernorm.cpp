@@ -1,4 +1,5 @@
 // Reference layernorm, statistics in double.
+// mean = sum x / C, var = sum (x - mean)^2 / C, out = (x - mean) / sqrt(var + eps) * weight + bias.
 #include <cmath>
 
 #include "kernels/kernels.hpp"
@@ -6,7 +7,7 @@
 namespace flowlm::kernels::ref {
 
 void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* weight,
-                       const float* bias, index_t N, index_t C) {
+                       const float* bias, index_t N, index_t C, float eps) {
   for (index_t n = 0; n < N; ++n) {
     const float* x = inp + n * C;
     double m = 0.0;
@@ -15,7 +16,7 @@ void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, c
     double var = 0.0;
     for (index_t c = 0; c < C; ++c) var += (x[c] - m) * (x[c] - m);
     var /= static_cast<double>(C);
-    const double s = 1.0 / std::sqrt(var + 1e-5);
+    const double s = 1.0 / std::sqrt(var + static_cast<double>(eps));
     for (index_t c = 0; c < C; ++c) {
       out[n * C + c] = static_cast<float>((x[c] - m) * s * weight[c] + bias[c]);
     }

@@ -1,6 +1,14 @@
-// Kernel tests: host backend vs the plain reference (parity), finite-difference gradients for
-// every backward pass of both, accumulation / null-pointer / in-place semantics, error cases,
-// AdamW against a hand-computed example, and run-to-run determinism of the host reductions.
+// Kernel tests through the Backend interface.
+//
+// 1. One table of op cases (ggml's test-backend-ops): each case names an op, its shapes and
+//    parameters, a tolerance per dtype and a finite-difference step. Every case is registered as
+//    one test per compiled backend and dtype (OpCase/<case>/<backend>/<dtype>); a backend that is
+//    not available, or does not run the op in that dtype, skips saying so. Each test runs forward
+//    and backward against `reference`, checks that backward accumulates (or overwrites, where the
+//    op says so), and checks the backend's gradients by central finite differences.
+// 2. Semantics the table cannot express: in-place calls, error cases, AdamW against a
+//    hand-computed example, NaN/Inf detection, causal/window structure of att, the factory, and
+//    run-to-run bitwise determinism of the host reductions.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -8,48 +16,583 @@
 #include <cstring>
 #include <functional>
 #include <limits>
-#include <ostream>
+#include <map>
+#include <memory>
 #include <random>
+#include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/error.hpp"
+#include "kernels/backend.hpp"
 #include "kernels/kernels.hpp"
+#include "support/testing.hpp"
 
 namespace {
 
 using flowlm::index_t;
+using flowlm::Shape;
+using flowlm::kernels::AdamwParams;
+using flowlm::kernels::AttentionParams;
+using flowlm::kernels::Backend;
+using flowlm::kernels::Buffer;
+using flowlm::kernels::DType;
+using flowlm::kernels::GluKind;
+using flowlm::kernels::Op;
+using flowlm::kernels::RmsnormParams;
+using flowlm::kernels::RopeParams;
+using flowlm::kernels::TensorView;
+using flowlm::kernels::WeightLayout;
+using flowlm::testing::contains;
+using flowlm::testing::thrown;
+namespace kern = flowlm::kernels;
 using Vec = std::vector<float>;
 using IVec = std::vector<std::int32_t>;
-namespace host = flowlm::kernels;
-namespace ref = flowlm::kernels::ref;
 
-// ---- helpers ----------------------------------------------------------------------------
+constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
+constexpr float kInf = std::numeric_limits<float>::infinity();
 
-Vec randn(index_t n, std::mt19937& rng, float stddev = 1.0f, float mean = 0.0f) {
-  std::normal_distribution<float> d(mean, stddev);
-  Vec v(static_cast<std::size_t>(n));
-  for (auto& x : v) x = d(rng);
-  return v;
+// ---- bf16 on the host side (round to nearest even), for backends that run bf16 -----------
+
+std::uint16_t to_bf16(float x) {
+  std::uint32_t b;
+  std::memcpy(&b, &x, 4);
+  if ((b & 0x7fffffffu) > 0x7f800000u) return 0x7fc0;  // NaN stays a quiet NaN
+  b += 0x7fffu + ((b >> 16) & 1u);
+  return static_cast<std::uint16_t>(b >> 16);
+}
+float from_bf16(std::uint16_t h) {
+  const std::uint32_t b = static_cast<std::uint32_t>(h) << 16;
+  float x;
+  std::memcpy(&x, &b, 4);
+  return x;
 }
 
-IVec randint(index_t n, std::int32_t hi, std::mt19937& rng) {
-  std::uniform_int_distribution<std::int32_t> d(0, hi - 1);
-  IVec v(static_cast<std::size_t>(n));
-  for (auto& x : v) x = d(rng);
-  return v;
+// ---- the op-case table -----------------------------------------------------------------------
+
+// in: read-only input; inout: updated in place (optimizer state); out: forward output, part of the
+// finite-difference objective; saved: forward output kept for backward (compared, not differentiated);
+// scratch: workspace with unspecified contents.
+enum class Role { in, inout, out, saved, scratch };
+
+struct Fill {
+  enum Kind { normal, ids, constant } kind = normal;
+  float a = 1.0f, b = 0.0f;  // normal: stddev a, mean b; ids: [0, a); constant: a
+};
+Fill normal(float sd = 1.0f, float mean = 0.0f) { return {Fill::normal, sd, mean}; }
+Fill ids(index_t hi) { return {Fill::ids, static_cast<float>(hi), 0.0f}; }
+Fill constant(float v) { return {Fill::constant, v, 0.0f}; }
+
+struct ArgSpec {
+  std::string name;
+  Role role;
+  Shape shape;
+  Fill fill = normal();
+  bool grad = false;  // an input whose gradient backward writes into "d" + name
+};
+
+// Host copies of a case's tensors: inputs, upstream gradients ("d" + output) and initial gradients.
+struct HostTensor {
+  Shape shape{};
+  bool is_ids = false;
+  Vec f{};
+  IVec i{};
+};
+using HostData = std::map<std::string, HostTensor>;
+
+// One backend's device tensors for one case, looked up by name; "d" + name is a gradient.
+class Tensors {
+ public:
+  const TensorView& operator[](const std::string& name) const {
+    const auto it = bufs.find(name);
+    if (it == bufs.end()) throw std::logic_error("op case has no tensor '" + name + "'");
+    return it->second.view();
+  }
+  /// An absent view when the case has no such tensor (optional arguments).
+  TensorView opt(const std::string& name) const {
+    const auto it = bufs.find(name);
+    return it == bufs.end() ? TensorView{} : it->second.view();
+  }
+  double& scalar(const std::string& name) { return scalars[name]; }
+
+  std::map<std::string, Buffer> bufs;
+  std::map<std::string, double> scalars;
+};
+
+using Body = std::function<void(Backend&, Tensors&)>;
+
+struct OpCase {
+  OpCase(std::string case_name, Op case_op) : name(std::move(case_name)), op(case_op) {}
+  std::string name;
+  Op op;
+  std::vector<ArgSpec> args;
+  Body forward;
+  Body backward;          // empty for forward-only ops
+  double tol_f32 = 5e-5;  // normalised max error vs reference (see close())
+  double tol_bf16 = 3e-2;
+  double fd_step = 1e-2;        // central-difference step
+  std::size_t fd_samples = 48;  // elements checked per tensor when it has more than kFdAll
+  double fd_atol = 2e-3, fd_rtol = 1e-2;
+  bool grads_overwrite = false;            // backward overwrites its gradients (crossentropy)
+  std::function<void(HostData&)> prepare;  // adjusts the random data (masked rows, NaNs, ...)
+};
+
+// Tolerances. Parity: the reference sums in double, the host in float (BLAS, vectorised reductions,
+// an exp approximation within 2 ulp); relative float error over sums of <= a few hundred terms stays
+// below ~1e-5 of the tensor's scale, hence 5e-5 (normalised max error). Finite differences: outputs
+// are float (relative rounding ~6e-8); with outputs of O(1) and a few hundred terms the rounding noise
+// in the objective is ~1e-6, i.e. ~5e-5 in the derivative at step 1e-2, and the truncation error is
+// O(step^2 |L'''|) ~ 1e-4 for these smooth functions: atol 2e-3 + rtol 1e-2 leaves margin yet catches
+// any wrong term (errors of O(|g|)).
+
+OpCase embedding_case(std::string name, index_t B, index_t T, index_t C, index_t V, bool positions,
+                      float scale) {
+  OpCase c{std::move(name), Op::embedding};
+  c.args = {{"tokens", Role::in, {B, T}, ids(V)}, {"wte", Role::in, {V, C}, normal(), true}};
+  // A table with more rows than T (block_size > T): rows >= T must get no gradient.
+  if (positions) c.args.push_back({"wpe", Role::in, {T + 2, C}, normal(), true});
+  c.args.push_back({"out", Role::out, {B, T, C}});
+  c.forward = [=](Backend& be, Tensors& t) {
+    be.embedding_forward(t["out"], t["tokens"], t["wte"], t.opt("wpe"), scale);
+  };
+  c.backward = [=](Backend& be, Tensors& t) {
+    be.embedding_backward(t["dwte"], t.opt("dwpe"), t["dout"], t["tokens"], scale);
+  };
+  c.prepare = [=](HostData& h) {  // repeated tokens: their gradients add up
+    IVec& tok = h["tokens"].i;
+    tok[1] = tok[0];
+    tok[static_cast<std::size_t>(T)] = tok[0];
+  };
+  return c;
 }
 
-// Normalised max error: max_i |got - want| / max(1, max_i |want|) <= tol.
-::testing::AssertionResult close(const Vec& got, const Vec& want, double tol) {
+OpCase layernorm_case(std::string name, Shape shape, float eps) {
+  OpCase c{std::move(name), Op::layernorm};
+  const index_t C = shape.back();
+  Shape rows(shape.begin(), shape.end() - 1);
+  c.args = {{"inp", Role::in, shape, normal(1.5f, 0.3f), true},
+            {"weight", Role::in, {C}, normal(0.3f, 1.0f), true},
+            {"bias", Role::in, {C}, normal(0.3f), true},
+            {"out", Role::out, shape},
+            {"mean", Role::saved, rows},
+            {"rstd", Role::saved, rows}};
+  c.forward = [=](Backend& be, Tensors& t) {
+    be.layernorm_forward(t["out"], t["mean"], t["rstd"], t["inp"], t["weight"], t["bias"], eps);
+  };
+  c.backward = [](Backend& be, Tensors& t) {
+    be.layernorm_backward(t["dinp"], t["dweight"], t["dbias"], t["dout"], t["inp"], t["weight"], t["mean"],
+                          t["rstd"]);
+  };
+  return c;
+}
+
+OpCase rmsnorm_case(std::string name, Shape shape, float eps, bool plus_one) {
+  OpCase c{std::move(name), Op::rmsnorm};
+  const index_t C = shape.back();
+  Shape rows(shape.begin(), shape.end() - 1);
+  // Gemma's weights are offsets from 1, so they are drawn around 0.
+  c.args = {{"inp", Role::in, shape, normal(1.5f, 0.3f), true},
+            {"weight", Role::in, {C}, normal(0.3f, plus_one ? 0.0f : 1.0f), true},
+            {"out", Role::out, shape},
+            {"rstd", Role::saved, rows}};
+  const RmsnormParams p{eps, plus_one};
+  c.forward = [=](Backend& be, Tensors& t) {
+    be.rmsnorm_forward(t["out"], t["rstd"], t["inp"], t["weight"], p);
+  };
+  c.backward = [=](Backend& be, Tensors& t) {
+    be.rmsnorm_backward(t["dinp"], t["dweight"], t["dout"], t["inp"], t["weight"], t["rstd"], p);
+  };
+  return c;
+}
+
+// inp [rows..., C] @ W -> [rows..., OC]; dinp / dweight false: that gradient is not asked for (absent).
+OpCase matmul_case(std::string name, Shape inp, index_t OC, WeightLayout layout, bool bias, bool dinp = true,
+                   bool dweight = true) {
+  OpCase c{std::move(name), Op::matmul};
+  const index_t C = inp.back();
+  Shape out = inp;
+  out.back() = OC;
+  const Shape w = layout == WeightLayout::conv1d ? Shape{C, OC} : Shape{OC, C};
+  c.args = {{"inp", Role::in, inp, normal(), dinp}, {"weight", Role::in, w, normal(0.3f), dweight}};
+  if (bias) c.args.push_back({"bias", Role::in, {OC}, normal(), true});
+  c.args.push_back({"out", Role::out, out});
+  c.forward = [=](Backend& be, Tensors& t) {
+    be.matmul_forward(t["out"], t["inp"], t["weight"], t.opt("bias"), layout);
+  };
+  c.backward = [=](Backend& be, Tensors& t) {
+    be.matmul_backward(t.opt("dinp"), t.opt("dweight"), t.opt("dbias"), t["dout"], t["inp"], t["weight"],
+                       layout);
+  };
+  return c;
+}
+
+// rope is in place; the case copies qkv into y first (axpby with b = 0), and turns the in-place
+// backward into an accumulation through a scratch copy, so that the harness's checks apply.
+OpCase rope_case(std::string name, index_t B, index_t T, index_t NH, index_t KVH, index_t hd, float theta) {
+  OpCase c{std::move(name), Op::rope};
+  const Shape qkv{B, T, (NH + 2 * KVH) * hd};
+  c.args = {{"qkv", Role::in, qkv, normal(), true}, {"y", Role::out, qkv}, {"tmp", Role::scratch, qkv}};
+  const RopeParams p{NH, KVH, hd, theta};
+  c.forward = [=](Backend& be, Tensors& t) {
+    be.axpby(t["y"], t["qkv"], 1.0f, 0.0f);
+    be.rope_forward(t["y"], p);
+  };
+  c.backward = [=](Backend& be, Tensors& t) {
+    be.axpby(t["tmp"], t["dy"], 1.0f, 0.0f);
+    be.rope_backward(t["tmp"], p);
+    be.axpby(t["dqkv"], t["tmp"], 1.0f, 1.0f);
+  };
+  return c;
+}
+
+OpCase attention_case(std::string name, index_t B, index_t T, index_t NH, index_t KVH, index_t hd,
+                      float scale = 0, float softcap = 0, index_t window = 0, float sd = 1.0f) {
+  OpCase c{std::move(name), Op::attention};
+  c.args = {{"qkv", Role::in, {B, T, (NH + 2 * KVH) * hd}, normal(sd), true},
+            {"out", Role::out, {B, T, NH * hd}},
+            {"att", Role::saved, {B, NH, T, T}},
+            {"datt", Role::scratch, {B, NH, T, T}}};
+  const AttentionParams p{NH, KVH, hd, scale, softcap, window};
+  c.forward = [=](Backend& be, Tensors& t) { be.attention_forward(t["out"], t["att"], t["qkv"], p); };
+  c.backward = [=](Backend& be, Tensors& t) {
+    be.attention_backward(t["dqkv"], t["datt"], t["dout"], t["qkv"], t["att"], p);
+  };
+  return c;
+}
+
+OpCase gelu_case(std::string name, index_t n) {
+  OpCase c{std::move(name), Op::gelu};
+  c.args = {{"inp", Role::in, {n}, normal(2.5f), true}, {"out", Role::out, {n}}};
+  c.forward = [](Backend& be, Tensors& t) { be.gelu_forward(t["out"], t["inp"]); };
+  c.backward = [](Backend& be, Tensors& t) { be.gelu_backward(t["dinp"], t["inp"], t["dout"]); };
+  c.prepare = [](HostData& h) {  // saturated tails and the origin
+    Vec& x = h["inp"].f;
+    x[0] = -30.0f, x[1] = 30.0f, x[2] = 0.0f;
+  };
+  return c;
+}
+
+OpCase glu_case(std::string name, Shape rows, index_t F, GluKind kind) {
+  OpCase c{std::move(name), Op::glu};
+  Shape inp = rows, out = rows;
+  inp.push_back(2 * F);
+  out.push_back(F);
+  c.args = {{"inp", Role::in, inp, normal(1.5f), true}, {"out", Role::out, out}};
+  c.forward = [=](Backend& be, Tensors& t) { be.glu_forward(t["out"], t["inp"], kind); };
+  c.backward = [=](Backend& be, Tensors& t) { be.glu_backward(t["dinp"], t["inp"], t["dout"], kind); };
+  return c;
+}
+
+OpCase residual_case(std::string name, Shape shape) {
+  OpCase c{std::move(name), Op::residual};
+  c.args = {{"a", Role::in, shape, normal(), true},
+            {"b", Role::in, shape, normal(), true},
+            {"out", Role::out, shape}};
+  c.forward = [](Backend& be, Tensors& t) { be.residual_forward(t["out"], t["a"], t["b"]); };
+  c.backward = [](Backend& be, Tensors& t) { be.residual_backward(t["da"], t["db"], t["dout"]); };
+  return c;
+}
+
+OpCase softcap_case(std::string name, Shape shape, float cap) {
+  OpCase c{std::move(name), Op::softcap};
+  c.args = {{"inp", Role::in, shape, normal(1.5f * cap), true}, {"out", Role::out, shape}};
+  c.forward = [=](Backend& be, Tensors& t) { be.softcap_forward(t["out"], t["inp"], cap); };
+  c.backward = [=](Backend& be, Tensors& t) { be.softcap_backward(t["dinp"], t["out"], t["dout"], cap); };
+  return c;
+}
+
+// With a mask, rows 2 and 5 (of N >= 6) are masked, carry out-of-range targets and get dlosses 0
+// (as the trainer does); row 0 has a wide range of logits (exp underflow).
+OpCase crossentropy_case(std::string name, index_t N, index_t V, bool masked) {
+  OpCase c{std::move(name), Op::crossentropy};
+  c.args = {{"logits", Role::in, {N, V}, normal(2.0f), true}, {"targets", Role::in, {N}, ids(V)}};
+  if (masked) c.args.push_back({"mask", Role::in, {N}, constant(1.0f)});
+  c.args.push_back({"losses", Role::out, {N}});
+  c.grads_overwrite = true;
+  c.forward = [](Backend& be, Tensors& t) {
+    be.crossentropy_forward(t["losses"], t["logits"], t["targets"], t.opt("mask"));
+  };
+  c.backward = [](Backend& be, Tensors& t) {
+    be.crossentropy_backward(t["dlogits"], t["logits"], t["targets"], t["dlosses"]);
+  };
+  c.prepare = [=](HostData& h) {
+    for (index_t v = 0; v < V; ++v) h["logits"].f[static_cast<std::size_t>(v)] *= 40.0f;
+    if (!masked) return;
+    for (const std::size_t n : {std::size_t{2}, std::size_t{5}}) {
+      h["mask"].f[n] = 0.0f;
+      h["dlosses"].f[n] = 0.0f;
+    }
+    h["targets"].i[2] = -1;  // padding
+    h["targets"].i[5] = static_cast<std::int32_t>(V) + 100;
+  };
+  return c;
+}
+
+OpCase per_sample_loss_case(std::string name, index_t B, index_t T, bool masked) {
+  OpCase c{std::move(name), Op::per_sample_loss};
+  c.args = {{"losses", Role::in, {B, T}, normal(1.0f, 3.0f)}};
+  if (masked) c.args.push_back({"mask", Role::in, {B, T}, constant(1.0f)});
+  c.args.push_back({"sample_loss", Role::out, {B}});
+  c.args.push_back({"tokens", Role::out, {B}});
+  c.forward = [](Backend& be, Tensors& t) {
+    be.per_sample_loss(t["sample_loss"], t["tokens"], t["losses"], t.opt("mask"));
+  };
+  c.prepare = [=](HostData& h) {
+    if (!masked) return;
+    Vec& m = h["mask"].f;
+    for (std::size_t i = 0; i < m.size(); ++i) m[i] = (i % 5 < 2) ? 0.0f : 1.0f;
+    for (index_t t = 0; t < T; ++t) m[static_cast<std::size_t>(t)] = 0.0f;  // sample 0 has no counted token
+  };
+  return c;
+}
+
+OpCase adamw_case(std::string name, index_t n, AdamwParams p) {
+  OpCase c{std::move(name), Op::adamw};
+  c.args = {{"param", Role::inout, {n}, normal()},
+            {"m", Role::inout, {n}, normal(0.01f)},
+            {"v", Role::inout, {n}, normal(1e-3f)},
+            {"grad", Role::in, {n}, normal()}};
+  c.tol_f32 = 1e-6;
+  c.forward = [=](Backend& be, Tensors& t) { be.adamw_update(t["param"], t["m"], t["v"], t["grad"], p); };
+  c.prepare = [](HostData& h) {  // a second moment is never negative
+    for (float& x : h["v"].f) x = std::fabs(x);
+  };
+  return c;
+}
+
+OpCase sum_squares_case(std::string name, index_t n) {
+  OpCase c{std::move(name), Op::sum_squares};
+  c.args = {{"x", Role::in, {n}, normal()}};
+  c.tol_f32 = 1e-9;
+  c.forward = [](Backend& be, Tensors& t) { t.scalar("sum_squares") = be.sum_squares(t["x"]); };
+  return c;
+}
+
+OpCase scale_case(std::string name, index_t n, float s) {
+  OpCase c{std::move(name), Op::scale};
+  c.args = {{"x", Role::inout, {n}, normal()}};
+  c.tol_f32 = 0.0;
+  c.forward = [=](Backend& be, Tensors& t) { be.scale(t["x"], s); };
+  return c;
+}
+
+// bad: the value planted at index `at` (0 plants nothing).
+OpCase all_finite_case(std::string name, index_t n, float bad, index_t at) {
+  OpCase c{std::move(name), Op::all_finite};
+  c.args = {{"x", Role::in, {n}, normal()}};
+  c.tol_f32 = 0.0;
+  c.forward = [](Backend& be, Tensors& t) { t.scalar("all_finite") = be.all_finite(t["x"]) ? 1.0 : 0.0; };
+  c.prepare = [=](HostData& h) {
+    if (bad != 0.0f) h["x"].f[static_cast<std::size_t>(at)] = bad;
+  };
+  return c;
+}
+
+// With b == 0, y starts as NaN: it must not be read.
+OpCase axpby_case(std::string name, index_t n, float a, float b) {
+  OpCase c{std::move(name), Op::axpby};
+  c.args = {{"y", Role::inout, {n}, b == 0.0f ? constant(kNaN) : normal()}, {"x", Role::in, {n}, normal()}};
+  c.tol_f32 = 1e-7;
+  c.forward = [=](Backend& be, Tensors& t) { be.axpby(t["y"], t["x"], a, b); };
+  return c;
+}
+
+// Fewer finite differences for the large cases, whose reference forwards are costly.
+OpCase fd_sampled(OpCase c, std::size_t samples) {
+  c.fd_samples = samples;
+  return c;
+}
+
+// The table. Small shapes give exhaustive finite differences; the larger ones cover several host
+// row chunks, attention GEMM blocks of 64 rows with a partial last block, and multi-block reductions.
+const std::vector<OpCase>& op_cases() {
+  static const std::vector<OpCase> cases{
+      embedding_case("embedding_gpt2", 2, 5, 8, 11, true, 1.0f),
+      embedding_case("embedding_gemma_scaled_no_positions", 2, 5, 8, 11, false, std::sqrt(8.0f)),
+      embedding_case("embedding_odd", 3, 7, 37, 50, true, 1.0f),
+      layernorm_case("layernorm", {6, 10}, 1e-5f),
+      layernorm_case("layernorm_odd_tiny_eps", {3, 41, 37}, 1e-6f),
+      rmsnorm_case("rmsnorm_llama", {6, 10}, 1e-6f, false),
+      rmsnorm_case("rmsnorm_gemma_plus_one", {6, 10}, 1e-6f, true),
+      rmsnorm_case("rmsnorm_odd_large_eps", {3, 41, 37}, 1e-5f, false),
+      rmsnorm_case("rmsnorm_plus_one_odd", {2, 33, 19}, 1e-6f, true),
+      matmul_case("matmul_conv1d_bias", {7, 6}, 9, WeightLayout::conv1d, true),
+      matmul_case("matmul_conv1d_no_bias_3d", {2, 4, 6}, 5, WeightLayout::conv1d, false),
+      matmul_case("matmul_linear_bias", {7, 6}, 9, WeightLayout::linear, true),
+      matmul_case("matmul_linear_no_bias", {5, 8}, 13, WeightLayout::linear, false),
+      matmul_case("matmul_lm_head_no_dinp", {6, 8}, 37, WeightLayout::linear, false, false),
+      matmul_case("matmul_frozen_weight_no_dweight", {7, 6}, 9, WeightLayout::linear, true, true, false),
+      fd_sampled(matmul_case("matmul_conv1d_bias_large", {2, 50, 40}, 121, WeightLayout::conv1d, true), 12),
+      fd_sampled(matmul_case("matmul_linear_bias_large", {2, 50, 40}, 83, WeightLayout::linear, true), 12),
+      rope_case("rope_theta1e4", 2, 5, 2, 2, 8, 10000.0f),
+      rope_case("rope_gqa_theta5e5", 2, 40, 4, 1, 16, 500000.0f),
+      rope_case("rope_odd_heads_theta1e4", 1, 70, 3, 3, 6, 10000.0f),
+      attention_case("attention_mha", 2, 5, 3, 3, 4),
+      attention_case("attention_gqa", 2, 6, 4, 2, 4),
+      attention_case("attention_mqa_odd_head_dim", 1, 7, 3, 1, 5),
+      attention_case("attention_softcap_scale", 2, 6, 2, 1, 4, 0.5f, 2.0f, 0, 1.5f),
+      attention_case("attention_sliding_window", 2, 9, 2, 2, 4, 0, 0, 3),
+      attention_case("attention_window_1", 1, 5, 2, 1, 4, 0, 0, 1),
+      fd_sampled(attention_case("attention_gqa_window_softcap_large", 2, 70, 4, 2, 8, 0, 5.0f, 20), 16),
+      fd_sampled(attention_case("attention_mha_large", 2, 70, 4, 4, 24), 16),
+      gelu_case("gelu", 64),
+      fd_sampled(gelu_case("gelu_large", 3 * 8192 + 5), 16),
+      glu_case("swiglu", {6}, 7, GluKind::swiglu),
+      glu_case("geglu", {6}, 7, GluKind::geglu),
+      glu_case("swiglu_odd_3d", {3, 5}, 33, GluKind::swiglu),
+      glu_case("geglu_odd_3d", {3, 5}, 33, GluKind::geglu),
+      residual_case("residual", {4, 9}),
+      fd_sampled(residual_case("residual_large", {3, 130, 96}), 16),
+      softcap_case("softcap_cap3", {5, 13}, 3.0f),
+      softcap_case("softcap_gemma2_logits_cap30", {4, 301}, 30.0f),
+      crossentropy_case("crossentropy_masked", 8, 13, true),
+      crossentropy_case("crossentropy_no_mask", 6, 37, false),
+      fd_sampled(crossentropy_case("crossentropy_masked_large", 130, 301, true), 16),
+      fd_sampled(crossentropy_case("crossentropy_gpt2_vocab", 6, 50257, false), 8),
+      per_sample_loss_case("per_sample_loss_masked", 4, 7, true),
+      per_sample_loss_case("per_sample_loss_no_mask", 3, 130, false),
+      adamw_case("adamw_step3", 20001, AdamwParams{1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f, 0.5f, 3}),
+      adamw_case("adamw_step1_no_decay", 77, AdamwParams{3e-4f, 0.9f, 0.999f, 1e-8f, 0.0f, 1.0f, 1}),
+      sum_squares_case("sum_squares", 20001),
+      scale_case("scale", 20001, -0.25f),
+      all_finite_case("all_finite_clean", 20001, 0.0f, 0),
+      all_finite_case("all_finite_nan", 20001, kNaN, 9000),
+      all_finite_case("all_finite_inf_last", 20001, -kInf, 20000),
+      axpby_case("axpby_ema", 20001, 0.1f, 0.9f),
+      axpby_case("axpby_copy_b0", 1001, 2.0f, 0.0f),
+  };
+  return cases;
+}
+
+// ---- the harness -----------------------------------------------------------------------------
+
+std::uint64_t fnv1a(const std::string& s) {
+  std::uint64_t h = 1469598103934665603ull;
+  for (const char ch : s) h = (h ^ static_cast<unsigned char>(ch)) * 1099511628211ull;
+  return h;
+}
+
+bool has_upstream(const ArgSpec& a) { return a.role == Role::out; }
+
+// Random inputs, upstream gradients for outputs and initial gradients, seeded by the case name.
+HostData make_data(const OpCase& c) {
+  std::mt19937 rng(static_cast<std::uint32_t>(fnv1a(c.name)));
+  HostData h;
+  auto floats = [&](const Shape& s, const Fill& f) {
+    HostTensor t{s};
+    t.f.resize(static_cast<std::size_t>(flowlm::shape_numel(s)));
+    std::normal_distribution<float> d(f.b, f.a);
+    for (float& x : t.f) x = f.kind == Fill::constant ? f.a : d(rng);
+    return t;
+  };
+  for (const ArgSpec& a : c.args) {
+    if (a.role == Role::in || a.role == Role::inout) {
+      if (a.fill.kind == Fill::ids) {
+        HostTensor t{a.shape, true};
+        std::uniform_int_distribution<std::int32_t> d(0, static_cast<std::int32_t>(a.fill.a) - 1);
+        t.i.resize(static_cast<std::size_t>(flowlm::shape_numel(a.shape)));
+        for (auto& x : t.i) x = d(rng);
+        h[a.name] = std::move(t);
+      } else {
+        h[a.name] = floats(a.shape, a.fill);
+      }
+    }
+    if (!c.backward) continue;
+    if (has_upstream(a)) h["d" + a.name] = floats(a.shape, normal());
+    // Nonzero initial gradients: backward must add to them (or, for overwriting ops, ignore them).
+    if (a.grad) h["d" + a.name] = floats(a.shape, c.grads_overwrite ? constant(kNaN) : normal());
+  }
+  if (c.prepare) c.prepare(h);
+  return h;
+}
+
+// One backend's tensors for one case, uploaded from HostData; float tensors in `dtype`.
+class Run {
+ public:
+  Run(Backend& be, const OpCase& c, const HostData& h, DType dtype) : be_(be), c_(c), dtype_(dtype) {
+    for (const ArgSpec& a : c.args) {
+      const bool is_ids = a.fill.kind == Fill::ids && (a.role == Role::in || a.role == Role::inout);
+      add(a.name, a.shape, is_ids);
+      if (h.count(a.name))
+        upload(a.name, h.at(a.name));
+      else
+        fill_nan(a.name);  // forward must write every element of its outputs
+      if (c.backward && (has_upstream(a) || a.grad)) {
+        add("d" + a.name, a.shape, false);
+        upload("d" + a.name, h.at("d" + a.name));
+      }
+    }
+  }
+
+  void forward() {
+    c_.forward(be_, t_);
+    be_.synchronize();
+  }
+  void backward() {
+    c_.backward(be_, t_);
+    be_.synchronize();
+  }
+  Vec read(const std::string& name) const {
+    const TensorView& v = t_[name];
+    if (v.dtype == DType::f32) {
+      Vec out(static_cast<std::size_t>(v.numel()));
+      be_.copy_out(out.data(), v.bytes(), v);
+      return out;
+    }
+    std::vector<std::uint16_t> raw(static_cast<std::size_t>(v.numel()));
+    be_.copy_out(raw.data(), v.bytes(), v);
+    Vec out(raw.size());
+    std::transform(raw.begin(), raw.end(), out.begin(), from_bf16);
+    return out;
+  }
+  void write(const std::string& name, const Vec& x) {
+    HostTensor t;
+    t.f = x;
+    upload(name, t);
+  }
+  double scalar(const std::string& name) { return t_.scalar(name); }
+  const std::map<std::string, double>& scalars() const { return t_.scalars; }
+
+ private:
+  void add(const std::string& name, const Shape& shape, bool is_ids) {
+    t_.bufs[name] = be_.alloc(is_ids ? DType::i32 : dtype_, shape);
+  }
+  void upload(const std::string& name, const HostTensor& h) {
+    const TensorView& v = t_[name];
+    if (v.dtype == DType::i32) {
+      be_.copy_in(v, h.i.data(), h.i.size() * sizeof(std::int32_t));
+    } else if (v.dtype == DType::f32) {
+      be_.copy_in(v, h.f.data(), h.f.size() * sizeof(float));
+    } else {
+      std::vector<std::uint16_t> raw(h.f.size());
+      std::transform(h.f.begin(), h.f.end(), raw.begin(), to_bf16);
+      be_.copy_in(v, raw.data(), raw.size() * sizeof(std::uint16_t));
+    }
+  }
+  void fill_nan(const std::string& name) {
+    HostTensor t;
+    t.f.assign(static_cast<std::size_t>(t_[name].numel()), kNaN);
+    upload(name, t);
+  }
+
+  Backend& be_;
+  const OpCase& c_;
+  DType dtype_;
+  Tensors t_;
+};
+
+// Normalised max error: max_i |got - want| / max(1, max_i |want|) <= tol; NaN never passes.
+::testing::AssertionResult close(const std::vector<double>& got, const std::vector<double>& want,
+                                 double tol) {
   if (got.size() != want.size())
     return ::testing::AssertionFailure() << "size " << got.size() << " vs " << want.size();
   double scale = 1.0, worst = 0.0;
   std::size_t at = 0;
-  for (const float w : want) scale = std::max(scale, std::fabs(static_cast<double>(w)));
+  for (const double w : want) scale = std::max(scale, std::fabs(w));
   for (std::size_t i = 0; i < got.size(); ++i) {
-    const double e = std::fabs(static_cast<double>(got[i]) - want[i]);
-    if (!(e <= worst) || std::isnan(e)) {
+    const double e = std::fabs(got[i] - want[i]);
+    if (!(e <= worst)) {
       worst = std::isnan(e) ? std::numeric_limits<double>::infinity() : e;
       at = i;
     }
@@ -59,630 +602,514 @@ IVec randint(index_t n, std::int32_t hi, std::mt19937& rng) {
          << "normalised error " << worst / scale << " > " << tol << " at index " << at << ": got " << got[at]
          << ", want " << want[at] << " (scale " << scale << ")";
 }
+std::vector<double> widen(const Vec& v) { return {v.begin(), v.end()}; }
+std::vector<double> minus(const Vec& a, const Vec& b) {
+  std::vector<double> d(a.size());
+  for (std::size_t i = 0; i < a.size(); ++i) d[i] = static_cast<double>(a[i]) - b[i];
+  return d;
+}
+
+// Finite differences need a few forwards per element: every element of small tensors, an even
+// spread of the case's fd_samples (and the last) of larger ones.
+constexpr std::size_t kFdAll = 400;
+std::vector<std::size_t> fd_indices(std::size_t n, std::size_t samples) {
+  std::vector<std::size_t> idx;
+  if (n <= kFdAll) {
+    for (std::size_t i = 0; i < n; ++i) idx.push_back(i);
+    return idx;
+  }
+  for (std::size_t k = 0; k < samples; ++k) idx.push_back(k * n / samples + (k * 7919) % (n / samples));
+  idx.push_back(n - 1);
+  return idx;
+}
+
+// Central differences of L = sum over outputs of dot(out, dout) against the analytic gradients.
+void check_finite_differences(Run& run, const OpCase& c, const HostData& h,
+                              const std::map<std::string, std::vector<double>>& analytic) {
+  auto L = [&] {
+    run.forward();
+    double s = 0.0;
+    for (const ArgSpec& a : c.args) {
+      if (!has_upstream(a)) continue;
+      const Vec y = run.read(a.name);
+      const Vec& dy = h.at("d" + a.name).f;
+      for (std::size_t i = 0; i < y.size(); ++i) s += static_cast<double>(y[i]) * dy[i];
+    }
+    return s;
+  };
+  for (const ArgSpec& a : c.args) {
+    if (!a.grad) continue;
+    Vec x = h.at(a.name).f;
+    const std::vector<double>& g = analytic.at(a.name);
+    int failures = 0;
+    for (const std::size_t i : fd_indices(x.size(), c.fd_samples)) {
+      const float x0 = x[i];
+      const float xp = x0 + static_cast<float>(c.fd_step), xm = x0 - static_cast<float>(c.fd_step);
+      x[i] = xp;
+      run.write(a.name, x);
+      const double lp = L();
+      x[i] = xm;
+      run.write(a.name, x);
+      const double lm = L();
+      x[i] = x0;
+      const double fd = (lp - lm) / (static_cast<double>(xp) - xm);
+      if (!(std::fabs(fd - g[i]) <= c.fd_atol + c.fd_rtol * std::fabs(g[i]))) {
+        ADD_FAILURE() << "d" << a.name << "[" << i << "]: finite difference " << fd << " vs analytic "
+                      << g[i];
+        if (++failures == 5) break;
+      }
+    }
+    run.write(a.name, x);
+  }
+}
+
+void run_op_case(const OpCase& c, const std::string& backend, DType dtype) {
+  std::unique_ptr<Backend> be;
+  try {
+    be = kern::make_backend(backend);
+  } catch (const flowlm::ConfigError& e) {
+    GTEST_SKIP() << "backend not available: " << e.what();
+  }
+  if (!be->supports(c.op, dtype))
+    GTEST_SKIP() << backend << " does not run " << kern::op_name(c.op) << " in " << kern::dtype_name(dtype);
+  const auto ref = kern::make_backend("reference");
+  HostData h = make_data(c);
+  if (dtype == DType::bf16) {  // both backends see the same, representable values
+    for (auto& entry : h)
+      for (float& x : entry.second.f) x = from_bf16(to_bf16(x));
+  }
+  const double tol = dtype == DType::f32 ? c.tol_f32 : c.tol_bf16;
+  const bool compare = backend != "reference";
+
+  // Forward: every output written, and equal to the reference's.
+  Run want(*ref, c, h, DType::f32), got(*be, c, h, dtype);
+  want.forward();
+  got.forward();
+  for (const ArgSpec& a : c.args) {
+    if (a.role == Role::in || a.role == Role::scratch) continue;
+    const Vec y = got.read(a.name);
+    const auto nan = std::find_if(y.begin(), y.end(), [](float v) { return std::isnan(v); }) - y.begin();
+    EXPECT_EQ(nan, static_cast<std::ptrdiff_t>(y.size()))
+        << a.name << "[" << nan << "] is NaN: left unwritten?";
+    if (compare) {
+      EXPECT_TRUE(close(widen(y), widen(want.read(a.name)), tol)) << a.name;
+    }
+  }
+  for (const auto& [name, value] : want.scalars()) {
+    const double g = got.scalar(name);
+    if (compare) {
+      EXPECT_LE(std::fabs(g - value), tol * std::max(1.0, std::fabs(value))) << name;
+    }
+  }
+  if (!c.backward) return;
+
+  // Backward from nonzero gradients: the same gradients as the reference.
+  want.backward();
+  got.backward();
+  std::map<std::string, std::vector<double>> analytic;
+  std::map<std::string, Vec> once;
+  for (const ArgSpec& a : c.args) {
+    if (!a.grad) continue;
+    const std::string d = "d" + a.name;
+    const Vec& g0 = h.at(d).f;
+    once[d] = got.read(d);
+    const Vec w = want.read(d);
+    analytic[a.name] = c.grads_overwrite ? widen(once[d]) : minus(once[d], g0);
+    const std::vector<double> expected = c.grads_overwrite ? widen(w) : minus(w, g0);
+    if (compare) {
+      EXPECT_TRUE(close(analytic[a.name], expected, tol)) << d;
+    }
+  }
+  // A second backward adds the same gradient again, or (overwriting ops) leaves the same result.
+  got.backward();
+  for (const ArgSpec& a : c.args) {
+    if (!a.grad) continue;
+    const std::string d = "d" + a.name;
+    const Vec twice = got.read(d);
+    if (c.grads_overwrite) {
+      EXPECT_TRUE(close(widen(twice), widen(once[d]), 0.0)) << d << ": a second backward changed the result";
+    } else {
+      std::vector<double> doubled = analytic[a.name];
+      for (double& x : doubled) x *= 2.0;
+      EXPECT_TRUE(close(minus(twice, h.at(d).f), doubled, 1e-5)) << d << ": backward does not accumulate";
+    }
+  }
+  if (dtype == DType::f32) check_finite_differences(got, c, h, analytic);
+}
+
+class OpCaseTest : public ::testing::Test {
+ public:
+  OpCaseTest(std::size_t index, std::string backend, DType dtype)
+      : index_(index), backend_(std::move(backend)), dtype_(dtype) {}
+  void TestBody() override { run_op_case(op_cases()[index_], backend_, dtype_); }
+
+ private:
+  std::size_t index_;
+  std::string backend_;
+  DType dtype_;
+};
+
+// Every case on every compiled backend in every dtype, registered before main runs (GoogleTest owns
+// and deletes the fixtures the factories return).
+const bool registered = [] {
+  for (std::size_t i = 0; i < op_cases().size(); ++i) {
+    for (const std::string& backend : kern::compiled_backends()) {
+      for (const DType dtype : {DType::f32, DType::bf16}) {
+        const std::string name = op_cases()[i].name + "/" + backend + "/" + kern::dtype_name(dtype);
+        ::testing::RegisterTest("OpCase", name.c_str(), nullptr, nullptr, __FILE__, __LINE__,
+                                [=]() -> ::testing::Test* { return new OpCaseTest(i, backend, dtype); });
+      }
+    }
+  }
+  return true;
+}();
+
+TEST(OpCaseTable, CoversEveryOpAndBothCpuBackends) {
+  ASSERT_TRUE(registered);
+  for (const Op op : kern::kAllOps) {
+    const bool found =
+        std::any_of(op_cases().begin(), op_cases().end(), [&](const OpCase& c) { return c.op == op; });
+    EXPECT_TRUE(found) << "no op case for " << kern::op_name(op);
+  }
+  const auto names = kern::compiled_backends();
+  EXPECT_NE(std::find(names.begin(), names.end(), "host"), names.end());
+  EXPECT_NE(std::find(names.begin(), names.end(), "reference"), names.end());
+}
+
+// ---- semantics outside the table ---------------------------------------------------------
+
+// A backend plus host-backed helpers for the tests below.
+class Cpu : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override { be = kern::make_backend(GetParam()); }
+  Buffer upload(const Vec& x, Shape shape) {
+    Buffer b = be->alloc(DType::f32, std::move(shape));
+    be->copy_in(b.view(), x.data(), x.size() * sizeof(float));
+    return b;
+  }
+  Buffer upload_ids(const IVec& x, Shape shape) {
+    Buffer b = be->alloc(DType::i32, std::move(shape));
+    be->copy_in(b.view(), x.data(), x.size() * sizeof(std::int32_t));
+    return b;
+  }
+  Vec download(const Buffer& b) {
+    Vec x(static_cast<std::size_t>(b.view().numel()));
+    be->copy_out(x.data(), x.size() * sizeof(float), b.view());
+    return x;
+  }
+  std::unique_ptr<Backend> be;
+};
+
+Vec randn(index_t n, std::mt19937& rng, float sd = 1.0f) {
+  std::normal_distribution<float> d(0.0f, sd);
+  Vec v(static_cast<std::size_t>(n));
+  for (auto& x : v) x = d(rng);
+  return v;
+}
 
 bool bitwise_equal(const Vec& a, const Vec& b) {
   return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
 }
 
-double dot(const Vec& a, const Vec& b) {
-  double s = 0.0;
-  for (std::size_t i = 0; i < a.size(); ++i) s += static_cast<double>(a[i]) * b[i];
-  return s;
-}
-
-Vec scaled(const Vec& v, float s) {
-  Vec out(v);
-  for (auto& x : out) x *= s;
-  return out;
-}
-
-// Central differences of the scalar objective L on every element of x (perturbed in place), compared
-// with the analytic gradient g: |fd - g| <= atol + rtol * |g|. The step actually taken in float is used
-// as the denominator. Tolerances (see the callers): forward outputs are float (relative rounding ~6e-8),
-// so with outputs of O(1) and a few hundred terms the rounding noise in L is ~1e-6 and contributes
-// ~1e-6 / (2 eps) = 5e-5 at eps = 1e-2; the truncation error is O(eps^2 |L'''|) ~ 1e-4 for these smooth
-// functions. atol = 2e-3, rtol = 1e-2 leaves margin yet catches any wrong term (errors of O(|g|)).
-void check_fd(const std::string& what, Vec& x, const Vec& g, const std::function<double()>& L,
-              double eps = 1e-2, double atol = 2e-3, double rtol = 1e-2) {
-  ASSERT_EQ(x.size(), g.size()) << what;
-  int failures = 0;
-  for (std::size_t i = 0; i < x.size() && failures < 5; ++i) {
-    const float x0 = x[i];
-    const float xp = x0 + static_cast<float>(eps), xm = x0 - static_cast<float>(eps);
-    x[i] = xp;
-    const double lp = L();
-    x[i] = xm;
-    const double lm = L();
-    x[i] = x0;
-    const double fd = (lp - lm) / (static_cast<double>(xp) - xm);
-    if (!(std::fabs(fd - g[i]) <= atol + rtol * std::fabs(g[i]))) {
-      ++failures;
-      ADD_FAILURE() << what << "[" << i << "]: finite difference " << fd << " vs analytic " << g[i];
-    }
+TEST_P(Cpu, SupportsF32OnlyAndNamesItself) {
+  EXPECT_EQ(be->name(), GetParam());
+  EXPECT_EQ(be->device(), kern::Device::host);
+  for (const Op op : kern::kAllOps) {
+    EXPECT_TRUE(be->supports(op, DType::f32)) << kern::op_name(op);
+    EXPECT_FALSE(be->supports(op, DType::bf16)) << kern::op_name(op);
   }
 }
 
-// One backend's kernels, so the same test body runs on host and reference.
-struct Ops {
-  const char* name;
-  decltype(&host::encoder_forward) encoder_forward;
-  decltype(&host::encoder_backward) encoder_backward;
-  decltype(&host::layernorm_forward) layernorm_forward;
-  decltype(&host::layernorm_backward) layernorm_backward;
-  decltype(&host::matmul_forward) matmul_forward;
-  decltype(&host::matmul_backward) matmul_backward;
-  decltype(&host::lm_head_forward) lm_head_forward;
-  decltype(&host::lm_head_backward) lm_head_backward;
-  decltype(&host::attention_forward) attention_forward;
-  decltype(&host::attention_backward) attention_backward;
-  decltype(&host::gelu_forward) gelu_forward;
-  decltype(&host::gelu_backward) gelu_backward;
-  decltype(&host::residual_forward) residual_forward;
-  decltype(&host::crossentropy_forward) crossentropy_forward;
-  decltype(&host::crossentropy_backward) crossentropy_backward;
-  decltype(&host::per_sample_loss) per_sample_loss;
-  decltype(&host::adamw_update) adamw_update;
-  decltype(&host::sum_squares) sum_squares;
-  decltype(&host::scale) scale;
-  decltype(&host::all_finite) all_finite;
-};
-
-#define FLOWLM_OPS(ns)                                                                                  \
-  Ops {                                                                                                 \
-#ns, ns::encoder_forward, ns::encoder_backward, ns::layernorm_forward, ns::layernorm_backward,      \
-        ns::matmul_forward, ns::matmul_backward, ns::lm_head_forward, ns::lm_head_backward,             \
-        ns::attention_forward, ns::attention_backward, ns::gelu_forward, ns::gelu_backward,             \
-        ns::residual_forward, ns::crossentropy_forward, ns::crossentropy_backward, ns::per_sample_loss, \
-        ns::adamw_update, ns::sum_squares, ns::scale, ns::all_finite                                    \
-  }
-const Ops kHost = FLOWLM_OPS(host);
-void PrintTo(const Ops& ops, std::ostream* os) { *os << ops.name; }
-const Ops kRef = FLOWLM_OPS(ref);
-
-struct Dims {
-  index_t B, T, C, NH, V;
-};
-void PrintTo(const Dims& d, std::ostream* os) {
-  *os << "B=" << d.B << " T=" << d.T << " C=" << d.C << " NH=" << d.NH << " V=" << d.V;
+TEST_P(Cpu, BuffersAreZeroedMoveOnlyAndSized) {
+  Buffer a = be->alloc(DType::f32, {3, 5});
+  EXPECT_EQ(download(a), Vec(15, 0.0f));
+  EXPECT_EQ(a.view().bytes(), 60u);
+  void* p = a.data();
+  Buffer b = std::move(a);
+  EXPECT_FALSE(a);
+  EXPECT_EQ(b.data(), p);
+  EXPECT_EQ(b.view({15}).shape, Shape{15});
+  EXPECT_TRUE(contains(thrown<flowlm::Error>([&] { (void)b.view({4, 4}); }), "[4, 4]"));
+  const Vec five(5, 1.0f);
+  EXPECT_TRUE(contains(thrown<flowlm::Error>([&] { be->copy_in(b.view(), five.data(), 20); }), "20 bytes"));
+  be->zero(b.view());
+  EXPECT_EQ(download(b), Vec(15, 0.0f));
+  b.reset();
+  EXPECT_FALSE(b);
+  EXPECT_EQ(be->alloc(DType::bf16, {7}).view().bytes(), 14u);
 }
 
-// ---- parity: host vs reference ---------------------------------------------------------
-// Tolerance: the reference sums in double, the host in float (BLAS, vectorised reductions, an
-// exp approximation within 2 ulp); relative float error over sums of <= a few hundred terms stays
-// below ~1e-5 of the tensor's scale, so kTol = 5e-5 (normalised error, see close()).
-constexpr double kTol = 5e-5;
-
-class Parity : public ::testing::TestWithParam<Dims> {};
-
-TEST_P(Parity, Encoder) {
-  const auto [B, T, C, NH, V] = GetParam();
-  (void)NH;
-  std::mt19937 rng(1);
-  const IVec tok = randint(B * T, static_cast<std::int32_t>(V), rng);
-  const Vec wte = randn(V * C, rng), wpe = randn(T * C, rng), dout = randn(B * T * C, rng);
-  Vec o1(B * T * C), o2(B * T * C);
-  host::encoder_forward(o1.data(), tok.data(), wte.data(), wpe.data(), B, T, C);
-  ref::encoder_forward(o2.data(), tok.data(), wte.data(), wpe.data(), B, T, C);
-  EXPECT_TRUE(close(o1, o2, 0.0));
-  Vec gte1 = randn(V * C, rng), gpe1 = randn(T * C, rng);  // nonzero: backward accumulates
-  Vec gte2 = gte1, gpe2 = gpe1;
-  host::encoder_backward(gte1.data(), gpe1.data(), dout.data(), tok.data(), B, T, C);
-  ref::encoder_backward(gte2.data(), gpe2.data(), dout.data(), tok.data(), B, T, C);
-  EXPECT_TRUE(close(gte1, gte2, 1e-6));
-  EXPECT_TRUE(close(gpe1, gpe2, 1e-6));
-}
-
-TEST_P(Parity, Layernorm) {
-  const auto [B, T, C, NH, V] = GetParam();
-  (void)NH, (void)V;
-  const index_t N = B * T;
-  std::mt19937 rng(2);
-  const Vec x = randn(N * C, rng, 2.0f, 0.5f), w = randn(C, rng, 0.1f, 1.0f), b = randn(C, rng, 0.1f);
-  const Vec dout = randn(N * C, rng);
-  Vec o1(N * C), m1(N), r1(N), o2(N * C), m2(N), r2(N);
-  host::layernorm_forward(o1.data(), m1.data(), r1.data(), x.data(), w.data(), b.data(), N, C);
-  ref::layernorm_forward(o2.data(), m2.data(), r2.data(), x.data(), w.data(), b.data(), N, C);
-  EXPECT_TRUE(close(o1, o2, kTol));
-  EXPECT_TRUE(close(m1, m2, kTol));
-  EXPECT_TRUE(close(r1, r2, kTol));
-  Vec dx1 = randn(N * C, rng), dw1 = randn(C, rng), db1 = randn(C, rng);
-  Vec dx2 = dx1, dw2 = dw1, db2 = db1;
-  host::layernorm_backward(dx1.data(), dw1.data(), db1.data(), dout.data(), x.data(), w.data(), m2.data(),
-                           r2.data(), N, C);
-  ref::layernorm_backward(dx2.data(), dw2.data(), db2.data(), dout.data(), x.data(), w.data(), m2.data(),
-                          r2.data(), N, C);
-  EXPECT_TRUE(close(dx1, dx2, kTol));
-  EXPECT_TRUE(close(dw1, dw2, kTol));
-  EXPECT_TRUE(close(db1, db2, kTol));
-}
-
-TEST_P(Parity, MatmulWithAndWithoutBias) {
-  const auto [B, T, C, NH, V] = GetParam();
-  (void)NH, (void)V;
-  const index_t N = B * T, OC = 3 * C + 1;
-  std::mt19937 rng(3);
-  const Vec x = randn(N * C, rng), w = randn(C * OC, rng, 0.2f), bias = randn(OC, rng),
-            dout = randn(N * OC, rng);
-  for (const float* bp : {bias.data(), static_cast<const float*>(nullptr)}) {
-    Vec o1(N * OC, 7.0f), o2(N * OC, -3.0f);  // garbage: forward overwrites
-    host::matmul_forward(o1.data(), x.data(), w.data(), bp, N, C, OC);
-    ref::matmul_forward(o2.data(), x.data(), w.data(), bp, N, C, OC);
-    EXPECT_TRUE(close(o1, o2, kTol)) << (bp ? "with bias" : "no bias");
-  }
-  Vec dx1 = randn(N * C, rng), dw1 = randn(C * OC, rng), db1 = randn(OC, rng);
-  Vec dx2 = dx1, dw2 = dw1, db2 = db1;
-  host::matmul_backward(dx1.data(), dw1.data(), db1.data(), dout.data(), x.data(), w.data(), N, C, OC);
-  ref::matmul_backward(dx2.data(), dw2.data(), db2.data(), dout.data(), x.data(), w.data(), N, C, OC);
-  EXPECT_TRUE(close(dx1, dx2, kTol));
-  EXPECT_TRUE(close(dw1, dw2, kTol));
-  EXPECT_TRUE(close(db1, db2, kTol));
-  // Null dinp and dbias are skipped; dweight is still accumulated.
-  Vec dw3 = dw1;
-  host::matmul_backward(nullptr, dw3.data(), nullptr, dout.data(), x.data(), w.data(), N, C, OC);
-  ref::matmul_backward(nullptr, dw2.data(), nullptr, dout.data(), x.data(), w.data(), N, C, OC);
-  EXPECT_TRUE(close(dw3, dw2, kTol));
-}
-
-TEST_P(Parity, LmHead) {
-  const auto [B, T, C, NH, V] = GetParam();
-  (void)NH;
-  const index_t N = B * T;
-  std::mt19937 rng(4);
-  const Vec x = randn(N * C, rng), wte = randn(V * C, rng, 0.2f), dl = randn(N * V, rng);
-  Vec l1(N * V), l2(N * V);
-  host::lm_head_forward(l1.data(), x.data(), wte.data(), N, C, V);
-  ref::lm_head_forward(l2.data(), x.data(), wte.data(), N, C, V);
-  EXPECT_TRUE(close(l1, l2, kTol));
-  Vec dx1 = randn(N * C, rng), dw1 = randn(V * C, rng);
-  Vec dx2 = dx1, dw2 = dw1;
-  host::lm_head_backward(dx1.data(), dw1.data(), dl.data(), x.data(), wte.data(), N, C, V);
-  ref::lm_head_backward(dx2.data(), dw2.data(), dl.data(), x.data(), wte.data(), N, C, V);
-  EXPECT_TRUE(close(dx1, dx2, kTol));
-  EXPECT_TRUE(close(dw1, dw2, kTol));
-  host::lm_head_backward(nullptr, dw1.data(), dl.data(), x.data(), wte.data(), N, C, V);
-  ref::lm_head_backward(nullptr, dw2.data(), dl.data(), x.data(), wte.data(), N, C, V);
-  EXPECT_TRUE(close(dw1, dw2, kTol));
-}
-
-TEST_P(Parity, Attention) {
-  const auto [B, T, C, NH, V] = GetParam();
-  (void)V;
-  std::mt19937 rng(5);
-  const Vec qkv = randn(B * T * 3 * C, rng), dout = randn(B * T * C, rng);
-  Vec o1(B * T * C), a1(B * NH * T * T, 9.0f), o2(B * T * C), a2(B * NH * T * T, -9.0f);
-  host::attention_forward(o1.data(), a1.data(), qkv.data(), B, T, C, NH);
-  ref::attention_forward(o2.data(), a2.data(), qkv.data(), B, T, C, NH);
-  EXPECT_TRUE(close(o1, o2, kTol));
-  EXPECT_TRUE(close(a1, a2, kTol));
-  // Causal: zero above the diagonal, rows sum to 1.
-  for (index_t r = 0; r < B * NH * T; ++r) {
-    const index_t t = r % T;
+TEST_P(Cpu, CrossEntropyInPlaceMatchesOutOfPlace) {
+  const index_t N = 7, V = 19;
+  std::mt19937 rng(21);
+  const Vec logits = randn(N * V, rng, 2.0f);
+  IVec tg(N);
+  for (index_t n = 0; n < N; ++n) tg[static_cast<std::size_t>(n)] = static_cast<std::int32_t>((n * 5) % V);
+  const Vec dl{0.5f, 0.0f, 1.0f, 2.0f, 0.25f, 0.0f, 1.5f};
+  Buffer x = upload(logits, {N, V}), t = upload_ids(tg, {N}), d = upload(dl, {N});
+  Buffer g = be->alloc(DType::f32, {N, V});
+  be->crossentropy_backward(g.view(), x.view(), t.view(), d.view());
+  be->crossentropy_backward(x.view(), x.view(), t.view(), d.view());  // dlogits == logits
+  const Vec out = download(g);
+  EXPECT_TRUE(bitwise_equal(download(x), out));
+  for (index_t v = 0; v < V; ++v) EXPECT_EQ(out[static_cast<std::size_t>(V + v)], 0.0f);  // dlosses 0: zeros
+  for (index_t n = 0; n < N; ++n) {  // each row sums to 0 (softmax minus one-hot)
     double s = 0.0;
-    for (index_t t2 = 0; t2 < T; ++t2) {
-      if (t2 > t) {
-        ASSERT_EQ(a1[r * T + t2], 0.0f) << "row " << r << " col " << t2;
-      }
-      s += a1[r * T + t2];
-    }
-    ASSERT_NEAR(s, 1.0, 1e-5) << "row " << r;
-  }
-  Vec dq1 = randn(B * T * 3 * C, rng), dq2 = dq1;
-  Vec da1(B * NH * T * T, 5.0f), da2(B * NH * T * T, -5.0f);
-  host::attention_backward(dq1.data(), da1.data(), dout.data(), qkv.data(), a2.data(), B, T, C, NH);
-  ref::attention_backward(dq2.data(), da2.data(), dout.data(), qkv.data(), a2.data(), B, T, C, NH);
-  EXPECT_TRUE(close(dq1, dq2, kTol));
-}
-
-TEST_P(Parity, GeluAndResidual) {
-  const auto [B, T, C, NH, V] = GetParam();
-  (void)NH, (void)V;
-  const index_t N = B * T * 4 * C;
-  std::mt19937 rng(6);
-  Vec x = randn(N, rng, 3.0f);
-  x[0] = -30.0f, x[1] = 30.0f, x[2] = 0.0f;  // saturated tails and the origin
-  const Vec dout = randn(N, rng);
-  Vec o1(N), o2(N);
-  host::gelu_forward(o1.data(), x.data(), N);
-  ref::gelu_forward(o2.data(), x.data(), N);
-  EXPECT_TRUE(close(o1, o2, 1e-6));
-  Vec d1 = randn(N, rng), d2 = d1;
-  host::gelu_backward(d1.data(), x.data(), dout.data(), N);
-  ref::gelu_backward(d2.data(), x.data(), dout.data(), N);
-  EXPECT_TRUE(close(d1, d2, 1e-6));
-  Vec r1(N), r2 = x;
-  host::residual_forward(r1.data(), x.data(), dout.data(), N);
-  host::residual_forward(r2.data(), r2.data(), dout.data(), N);  // out aliases a
-  Vec r3(N);
-  ref::residual_forward(r3.data(), x.data(), dout.data(), N);
-  EXPECT_TRUE(close(r1, r3, 0.0));
-  EXPECT_TRUE(close(r2, r3, 0.0));
-}
-
-TEST_P(Parity, CrossEntropy) {
-  const auto [B, T, C, NH, V] = GetParam();
-  (void)C, (void)NH;
-  const index_t N = B * T;
-  std::mt19937 rng(7);
-  Vec logits = randn(N * V, rng, 2.0f);
-  for (index_t v = 0; v < V; ++v) logits[v] *= 40.0f;  // a row with a wide range (exp underflow)
-  IVec tg = randint(N, static_cast<std::int32_t>(V), rng);
-  Vec mask(N, 1.0f), dl(N);
-  for (index_t n = 0; n < N; n += 3) {
-    mask[n] = 0.0f;
-    tg[n] = -1;  // masked rows may carry any target (e.g. padding)
-  }
-  for (index_t n = 0; n < N; ++n) dl[n] = mask[n] * (0.5f + static_cast<float>(n % 4));
-  Vec l1(N, 3.0f), l2(N, 4.0f);
-  host::crossentropy_forward(l1.data(), logits.data(), tg.data(), mask.data(), N, V);
-  ref::crossentropy_forward(l2.data(), logits.data(), tg.data(), mask.data(), N, V);
-  EXPECT_TRUE(close(l1, l2, kTol));
-  for (index_t n = 0; n < N; n += 3) EXPECT_EQ(l1[n], 0.0f) << "masked row " << n;
-  Vec g1(N * V, 1.0f), g2(N * V, 2.0f);  // garbage: backward overwrites
-  host::crossentropy_backward(g1.data(), logits.data(), tg.data(), dl.data(), N, V);
-  ref::crossentropy_backward(g2.data(), logits.data(), tg.data(), dl.data(), N, V);
-  EXPECT_TRUE(close(g1, g2, kTol));
-  for (index_t n = 0; n < N; n += 3) {
-    for (index_t v = 0; v < V; ++v) ASSERT_EQ(g1[n * V + v], 0.0f) << "masked row " << n;
-  }
-  // In place (dlogits == logits) gives the same result, on both backends.
-  Vec inplace = logits;
-  host::crossentropy_backward(inplace.data(), inplace.data(), tg.data(), dl.data(), N, V);
-  EXPECT_TRUE(bitwise_equal(inplace, g1));
-  inplace = logits;
-  ref::crossentropy_backward(inplace.data(), inplace.data(), tg.data(), dl.data(), N, V);
-  EXPECT_TRUE(bitwise_equal(inplace, g2));
-  // Null mask: every row counts.
-  for (auto& t : tg) t = std::max(t, 0);
-  host::crossentropy_forward(l1.data(), logits.data(), tg.data(), nullptr, N, V);
-  ref::crossentropy_forward(l2.data(), logits.data(), tg.data(), nullptr, N, V);
-  EXPECT_TRUE(close(l1, l2, kTol));
-  EXPECT_GT(l1[0], 0.0f);
-}
-
-TEST_P(Parity, PerSampleLoss) {
-  const auto [B, T, C, NH, V] = GetParam();
-  (void)C, (void)NH, (void)V;
-  std::mt19937 rng(8);
-  const Vec losses = randn(B * T, rng, 1.0f, 3.0f);
-  Vec mask(B * T);
-  for (index_t i = 0; i < B * T; ++i) mask[i] = (i % 5 < 2) ? 0.0f : 1.0f;
-  for (index_t t = 0; t < T; ++t) mask[t] = 0.0f;  // sample 0 has no counted token
-  Vec s1(B, 9.0f), n1(B, 9.0f), s2(B), n2(B);
-  host::per_sample_loss(s1.data(), n1.data(), losses.data(), mask.data(), B, T);
-  ref::per_sample_loss(s2.data(), n2.data(), losses.data(), mask.data(), B, T);
-  EXPECT_TRUE(close(s1, s2, 1e-6));
-  EXPECT_TRUE(close(n1, n2, 0.0));
-  EXPECT_EQ(s1[0], 0.0f);
-  EXPECT_EQ(n1[0], 0.0f);
-  host::per_sample_loss(s1.data(), n1.data(), losses.data(), nullptr, B, T);
-  for (index_t b = 0; b < B; ++b) {
-    double s = 0.0;
-    for (index_t t = 0; t < T; ++t) s += losses[b * T + t];
-    EXPECT_EQ(n1[b], static_cast<float>(T));
-    EXPECT_NEAR(s1[b], s / static_cast<double>(T), 1e-5);
-  }
-}
-
-TEST_P(Parity, AdamwAndReductions) {
-  const auto [B, T, C, NH, V] = GetParam();
-  (void)NH;
-  const index_t n = B * T * C + V;
-  std::mt19937 rng(9);
-  Vec p1 = randn(n, rng), m1(n, 0.0f), v1(n, 0.0f);
-  Vec p2 = p1, m2 = m1, v2 = v1;
-  for (long step = 1; step <= 3; ++step) {
-    const Vec g = randn(n, rng);
-    host::adamw_update(p1.data(), m1.data(), v1.data(), g.data(), n, 1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f, 0.5f,
-                       step);
-    ref::adamw_update(p2.data(), m2.data(), v2.data(), g.data(), n, 1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f, 0.5f,
-                      step);
-  }
-  EXPECT_TRUE(close(p1, p2, 1e-6));
-  EXPECT_TRUE(close(m1, m2, 1e-6));
-  EXPECT_TRUE(close(v1, v2, 1e-6));
-  EXPECT_NEAR(host::sum_squares(p1.data(), n), ref::sum_squares(p1.data(), n),
-              1e-9 * ref::sum_squares(p1.data(), n));
-  Vec s1 = p1, s2 = p1;
-  host::scale(s1.data(), -0.25f, n);
-  ref::scale(s2.data(), -0.25f, n);
-  EXPECT_TRUE(close(s1, s2, 0.0));
-}
-
-// Awkward small sizes, then one larger case (several row chunks and attention GEMM blocks of 64
-// rows with a partial last block, hs = 24).
-INSTANTIATE_TEST_SUITE_P(Kernels, Parity, ::testing::Values(Dims{3, 7, 12, 3, 37}, Dims{3, 130, 96, 4, 301}));
-
-TEST(KernelsParity, CrossEntropyGpt2Vocab) {
-  const index_t N = 6, V = 50257;
-  std::mt19937 rng(10);
-  const Vec logits = randn(N * V, rng, 3.0f);
-  const IVec tg = randint(N, static_cast<std::int32_t>(V), rng);
-  const Vec dl(N, 1.0f / N);
-  Vec l1(N), l2(N), g1(N * V), g2(N * V);
-  host::crossentropy_forward(l1.data(), logits.data(), tg.data(), nullptr, N, V);
-  ref::crossentropy_forward(l2.data(), logits.data(), tg.data(), nullptr, N, V);
-  EXPECT_TRUE(close(l1, l2, kTol));
-  host::crossentropy_backward(g1.data(), logits.data(), tg.data(), dl.data(), N, V);
-  ref::crossentropy_backward(g2.data(), logits.data(), tg.data(), dl.data(), N, V);
-  EXPECT_TRUE(close(g1, g2, 1e-6));
-}
-
-// ---- per-backend semantics and finite differences ------------------------------------
-
-class Backend : public ::testing::TestWithParam<Ops> {};
-
-// Small sizes for finite differences: every element of every input is checked.
-constexpr Dims kFd{2, 5, 8, 2, 11};
-
-TEST_P(Backend, EncoderGradients) {
-  const Ops& k = GetParam();
-  const auto [B, T, C, NH, V] = kFd;
-  (void)NH;
-  std::mt19937 rng(11);
-  IVec tok = randint(B * T, static_cast<std::int32_t>(V), rng);
-  tok[1] = tok[0], tok[T] = tok[0];  // repeated tokens: their gradients add up
-  Vec wte = randn(V * C, rng), wpe = randn(T * C, rng);
-  const Vec R = randn(B * T * C, rng);
-  Vec out(B * T * C);
-  auto L = [&] {
-    k.encoder_forward(out.data(), tok.data(), wte.data(), wpe.data(), B, T, C);
-    return dot(out, R);
-  };
-  Vec gte(V * C, 0.0f), gpe(T * C, 0.0f);
-  k.encoder_backward(gte.data(), gpe.data(), R.data(), tok.data(), B, T, C);
-  check_fd("dwte", wte, gte, L);
-  check_fd("dwpe", wpe, gpe, L);
-  const Vec gte1 = gte, gpe1 = gpe;  // a second call accumulates: twice the gradient
-  k.encoder_backward(gte.data(), gpe.data(), R.data(), tok.data(), B, T, C);
-  EXPECT_TRUE(close(gte, scaled(gte1, 2.0f), 1e-6));
-  EXPECT_TRUE(close(gpe, scaled(gpe1, 2.0f), 1e-6));
-}
-
-TEST_P(Backend, LayernormGradients) {
-  const Ops& k = GetParam();
-  const index_t N = 6, C = 10;
-  std::mt19937 rng(12);
-  Vec x = randn(N * C, rng, 1.5f, 0.3f), w = randn(C, rng, 0.3f, 1.0f), b = randn(C, rng, 0.3f);
-  const Vec R = randn(N * C, rng);
-  Vec out(N * C), mean(N), rstd(N);
-  auto L = [&] {
-    k.layernorm_forward(out.data(), mean.data(), rstd.data(), x.data(), w.data(), b.data(), N, C);
-    return dot(out, R);
-  };
-  L();
-  Vec dx(N * C, 0.0f), dw(C, 0.0f), db(C, 0.0f);
-  k.layernorm_backward(dx.data(), dw.data(), db.data(), R.data(), x.data(), w.data(), mean.data(),
-                       rstd.data(), N, C);
-  check_fd("dinp", x, dx, L);
-  check_fd("dweight", w, dw, L);
-  check_fd("dbias", b, db, L);
-  const Vec dx1 = dx, dw1 = dw, db1 = db;
-  k.layernorm_backward(dx.data(), dw.data(), db.data(), R.data(), x.data(), w.data(), mean.data(),
-                       rstd.data(), N, C);
-  EXPECT_TRUE(close(dx, scaled(dx1, 2.0f), 1e-6));
-  EXPECT_TRUE(close(dw, scaled(dw1, 2.0f), 1e-6));
-  EXPECT_TRUE(close(db, scaled(db1, 2.0f), 1e-6));
-}
-
-TEST_P(Backend, MatmulGradients) {
-  const Ops& k = GetParam();
-  const index_t N = 7, C = 6, OC = 9;
-  std::mt19937 rng(13);
-  Vec x = randn(N * C, rng), w = randn(C * OC, rng), bias = randn(OC, rng);
-  const Vec R = randn(N * OC, rng);
-  Vec out(N * OC);
-  auto L = [&] {
-    k.matmul_forward(out.data(), x.data(), w.data(), bias.data(), N, C, OC);
-    return dot(out, R);
-  };
-  Vec dx(N * C, 0.0f), dw(C * OC, 0.0f), db(OC, 0.0f);
-  k.matmul_backward(dx.data(), dw.data(), db.data(), R.data(), x.data(), w.data(), N, C, OC);
-  check_fd("dinp", x, dx, L);
-  check_fd("dweight", w, dw, L);
-  check_fd("dbias", bias, db, L);
-  const Vec dx1 = dx, dw1 = dw, db1 = db;
-  k.matmul_backward(dx.data(), dw.data(), db.data(), R.data(), x.data(), w.data(), N, C, OC);
-  EXPECT_TRUE(close(dx, scaled(dx1, 2.0f), 1e-6));
-  EXPECT_TRUE(close(dw, scaled(dw1, 2.0f), 1e-6));
-  EXPECT_TRUE(close(db, scaled(db1, 2.0f), 1e-6));
-  // Null dinp / dbias are skipped: dweight still gains exactly one more gradient.
-  k.matmul_backward(nullptr, dw.data(), nullptr, R.data(), x.data(), w.data(), N, C, OC);
-  EXPECT_TRUE(close(dw, scaled(dw1, 3.0f), 1e-6));
-}
-
-TEST_P(Backend, LmHeadGradients) {
-  const Ops& k = GetParam();
-  const auto [B, T, C, NH, V] = kFd;
-  (void)NH;
-  const index_t N = B * T;
-  std::mt19937 rng(14);
-  Vec x = randn(N * C, rng), wte = randn(V * C, rng);
-  const Vec R = randn(N * V, rng);
-  Vec logits(N * V);
-  auto L = [&] {
-    k.lm_head_forward(logits.data(), x.data(), wte.data(), N, C, V);
-    return dot(logits, R);
-  };
-  Vec dx(N * C, 0.0f), dw(V * C, 0.0f);
-  k.lm_head_backward(dx.data(), dw.data(), R.data(), x.data(), wte.data(), N, C, V);
-  check_fd("dinp", x, dx, L);
-  check_fd("dwte", wte, dw, L);
-  const Vec dx1 = dx, dw1 = dw;
-  k.lm_head_backward(dx.data(), dw.data(), R.data(), x.data(), wte.data(), N, C, V);
-  EXPECT_TRUE(close(dx, scaled(dx1, 2.0f), 1e-6));
-  EXPECT_TRUE(close(dw, scaled(dw1, 2.0f), 1e-6));
-  k.lm_head_backward(nullptr, dw.data(), R.data(), x.data(), wte.data(), N, C, V);
-  EXPECT_TRUE(close(dw, scaled(dw1, 3.0f), 1e-6));
-}
-
-TEST_P(Backend, AttentionGradients) {
-  const Ops& k = GetParam();
-  const index_t B = 2, T = 5, C = 12, NH = 3;
-  std::mt19937 rng(15);
-  Vec qkv = randn(B * T * 3 * C, rng);
-  const Vec R = randn(B * T * C, rng);
-  Vec out(B * T * C), att(B * NH * T * T), datt(B * NH * T * T);
-  auto L = [&] {
-    k.attention_forward(out.data(), att.data(), qkv.data(), B, T, C, NH);
-    return dot(out, R);
-  };
-  L();
-  Vec dqkv(B * T * 3 * C, 0.0f);
-  k.attention_backward(dqkv.data(), datt.data(), R.data(), qkv.data(), att.data(), B, T, C, NH);
-  check_fd("dqkv", qkv, dqkv, L);
-  L();
-  const Vec d1 = dqkv;
-  k.attention_backward(dqkv.data(), datt.data(), R.data(), qkv.data(), att.data(), B, T, C, NH);
-  EXPECT_TRUE(close(dqkv, scaled(d1, 2.0f), 1e-6));
-}
-
-TEST_P(Backend, GeluGradients) {
-  const Ops& k = GetParam();
-  const index_t N = 64;
-  std::mt19937 rng(16);
-  Vec x = randn(N, rng, 2.5f);
-  const Vec R = randn(N, rng);
-  Vec out(N);
-  auto L = [&] {
-    k.gelu_forward(out.data(), x.data(), N);
-    return dot(out, R);
-  };
-  Vec dx(N, 0.0f);
-  k.gelu_backward(dx.data(), x.data(), R.data(), N);
-  check_fd("dinp", x, dx, L);
-  const Vec d1 = dx;
-  k.gelu_backward(dx.data(), x.data(), R.data(), N);
-  EXPECT_TRUE(close(dx, scaled(d1, 2.0f), 1e-6));
-}
-
-TEST_P(Backend, CrossEntropyGradients) {
-  const Ops& k = GetParam();
-  const index_t N = 8, V = 13;
-  std::mt19937 rng(17);
-  Vec logits = randn(N * V, rng, 2.0f);
-  IVec tg = randint(N, static_cast<std::int32_t>(V), rng);
-  Vec mask(N, 1.0f), dl(N);
-  mask[2] = mask[5] = 0.0f;
-  tg[5] = static_cast<std::int32_t>(V) + 100;  // ignored: the row is masked
-  for (index_t n = 0; n < N; ++n) dl[n] = mask[n] * (0.25f + 0.1f * static_cast<float>(n));
-  Vec losses(N);
-  // L = sum(dlosses * losses): its gradient is crossentropy_backward(dlosses).
-  auto L = [&] {
-    k.crossentropy_forward(losses.data(), logits.data(), tg.data(), mask.data(), N, V);
-    return dot(dl, losses);
-  };
-  Vec g(N * V);
-  k.crossentropy_backward(g.data(), logits.data(), tg.data(), dl.data(), N, V);
-  check_fd("dlogits", logits, g, L);
-  L();
-  EXPECT_EQ(losses[2], 0.0f);
-  EXPECT_EQ(losses[5], 0.0f);
-  for (index_t v = 0; v < V; ++v) {
-    EXPECT_EQ(g[2 * V + v], 0.0f);
-    EXPECT_EQ(g[5 * V + v], 0.0f);
-  }
-  // Each counted row's gradient sums to 0 (softmax minus one-hot), times dloss.
-  for (index_t n = 0; n < N; ++n) {
-    double s = 0.0;
-    for (index_t v = 0; v < V; ++v) s += g[n * V + v];
+    for (index_t v = 0; v < V; ++v) s += out[static_cast<std::size_t>(n * V + v)];
     EXPECT_NEAR(s, 0.0, 1e-6) << "row " << n;
   }
 }
 
-TEST_P(Backend, CrossEntropyRejectsBadTarget) {
-  const Ops& k = GetParam();
+TEST_P(Cpu, CrossEntropyRejectsBadTargetUnlessMasked) {
   const index_t N = 5, V = 7;
   std::mt19937 rng(18);
-  const Vec logits = randn(N * V, rng);
-  Vec losses(N), mask(N, 1.0f), dl(N, 1.0f), g(N * V);
+  Buffer logits = upload(randn(N * V, rng), {N, V}), losses = be->alloc(DType::f32, {N});
+  Buffer ones = upload(Vec(N, 1.0f), {N}), g = be->alloc(DType::f32, {N, V});
   for (const std::int32_t bad : {static_cast<std::int32_t>(V), 4242, -3}) {
-    IVec tg = randint(N, static_cast<std::int32_t>(V), rng);
-    tg[3] = bad;
-    try {
-      k.crossentropy_forward(losses.data(), logits.data(), tg.data(), mask.data(), N, V);
-      ADD_FAILURE() << k.name << ": no DataError for target " << bad;
-    } catch (const flowlm::DataError& e) {
-      const std::string msg = e.what();
-      EXPECT_NE(msg.find(std::to_string(bad)), std::string::npos) << msg;
-      EXPECT_NE(msg.find("row 3"), std::string::npos) << msg;
-    }
-    EXPECT_THROW(k.crossentropy_backward(g.data(), logits.data(), tg.data(), dl.data(), N, V),
+    Buffer t = upload_ids({0, 1, 2, bad, 4}, {N});
+    const std::string msg = thrown<flowlm::DataError>(
+        [&] { be->crossentropy_forward(losses.view(), logits.view(), t.view(), ones.view()); });
+    EXPECT_TRUE(contains(msg, std::to_string(bad))) << msg;
+    EXPECT_TRUE(contains(msg, "row 3")) << msg;
+    EXPECT_THROW(be->crossentropy_backward(g.view(), logits.view(), t.view(), ones.view()),
                  flowlm::DataError);
-    mask[3] = 0.0f;  // the same row masked out is fine
-    EXPECT_NO_THROW(k.crossentropy_forward(losses.data(), logits.data(), tg.data(), mask.data(), N, V));
-    EXPECT_EQ(losses[3], 0.0f);
-    mask[3] = 1.0f;
+    Buffer mask = upload({1, 1, 1, 0, 1}, {N});  // the same row masked out is fine
+    EXPECT_NO_THROW(be->crossentropy_forward(losses.view(), logits.view(), t.view(), mask.view()));
+    EXPECT_EQ(download(losses)[3], 0.0f);
   }
 }
 
-TEST_P(Backend, AdamwTwoSteps) {
-  const Ops& k = GetParam();
+TEST_P(Cpu, EmbeddingRejectsBadTokenId) {
+  Buffer wte = be->alloc(DType::f32, {11, 4}), out = be->alloc(DType::f32, {1, 3, 4});
+  Buffer tok = upload_ids({1, 11, 2}, {1, 3});
+  const std::string msg =
+      thrown<flowlm::DataError>([&] { be->embedding_forward(out.view(), tok.view(), wte.view(), {}, 1.0f); });
+  EXPECT_TRUE(contains(msg, "embedding_forward")) << msg;
+  EXPECT_TRUE(contains(msg, "token id 11")) << msg;
+  EXPECT_TRUE(contains(msg, "[0, 11)")) << msg;
+}
+
+TEST_P(Cpu, ElementwiseOpsRunInPlace) {
+  std::mt19937 rng(22);
+  const Vec a = randn(50, rng, 5.0f), b = randn(50, rng);
+  Buffer x = upload(a, {5, 10}), y = upload(b, {5, 10}), sum = be->alloc(DType::f32, {5, 10});
+  be->residual_forward(sum.view(), x.view(), y.view());
+  be->residual_forward(x.view(), x.view(), y.view());  // out aliases a
+  EXPECT_TRUE(bitwise_equal(download(x), download(sum)));
+  Buffer capped = be->alloc(DType::f32, {5, 10}), z = upload(a, {5, 10});
+  be->softcap_forward(capped.view(), z.view(), 3.0f);
+  be->softcap_forward(z.view(), z.view(), 3.0f);  // the way Gemma-2's logits are capped
+  EXPECT_TRUE(bitwise_equal(download(z), download(capped)));
+  for (const float v : download(z)) EXPECT_LT(std::fabs(v), 3.0f);
+}
+
+// att rows are probabilities over exactly the visible keys: i - window < j <= i.
+TEST_P(Cpu, AttentionProbabilitiesAreCausalAndWindowed) {
+  const index_t B = 2, T = 70, NH = 4, KVH = 2, hd = 8;
+  std::mt19937 rng(23);
+  Buffer qkv = upload(randn(B * T * (NH + 2 * KVH) * hd, rng), {B, T, (NH + 2 * KVH) * hd});
+  Buffer out = be->alloc(DType::f32, {B, T, NH * hd}), att = be->alloc(DType::f32, {B, NH, T, T});
+  for (const index_t window : {index_t{0}, index_t{5}}) {
+    be->attention_forward(out.view(), att.view(), qkv.view(),
+                          AttentionParams{NH, KVH, hd, 0.0f, 4.0f, window});
+    const Vec a = download(att);
+    for (index_t r = 0; r < B * NH * T; ++r) {
+      const index_t t = r % T;
+      double s = 0.0;
+      for (index_t j = 0; j < T; ++j) {
+        const float p = a[static_cast<std::size_t>(r * T + j)];
+        const bool visible = j <= t && (window == 0 || j > t - window);
+        if (visible) {
+          ASSERT_GT(p, 0.0f) << "window " << window << " row " << r << " key " << j;
+        } else {
+          ASSERT_EQ(p, 0.0f) << "window " << window << " row " << r << " key " << j;
+        }
+        s += p;
+      }
+      ASSERT_NEAR(s, 1.0, 1e-5) << "row " << r;
+    }
+  }
+}
+
+TEST_P(Cpu, AdamwTwoStepsByHand) {
   // lr 0.1, betas (0.9, 0.999), eps 1e-8, weight decay 0.01, grad_scale 0.5.
   // Step 1: m_hat / sqrt(v_hat) = sign(g), so p -= 0.1 * (sign(g) + 0.01 p) (for g = 0 only the decay):
   //   1 -> 0.899, -2 -> -1.898, 0.5 -> 0.4995.  Step 2 worked through the same formulas in double.
-  Vec p{1.0f, -2.0f, 0.5f}, m(3, 0.0f), v(3, 0.0f);
-  const Vec g1{0.1f, -0.2f, 0.0f}, g2{0.3f, 0.1f, -0.4f};
-  k.adamw_update(p.data(), m.data(), v.data(), g1.data(), 3, 0.1f, 0.9f, 0.999f, 1e-8f, 0.01f, 0.5f, 1);
-  EXPECT_NEAR(p[0], 0.899, 1e-6);
-  EXPECT_NEAR(p[1], -1.898, 1e-6);
-  EXPECT_NEAR(p[2], 0.4995, 1e-6);
+  Buffer p = upload({1.0f, -2.0f, 0.5f}, {3}), m = be->alloc(DType::f32, {3}), v = be->alloc(DType::f32, {3});
+  Buffer g1 = upload({0.1f, -0.2f, 0.0f}, {3}), g2 = upload({0.3f, 0.1f, -0.4f}, {3});
+  AdamwParams hp{0.1f, 0.9f, 0.999f, 1e-8f, 0.01f, 0.5f, 1};
+  be->adamw_update(p.view(), m.view(), v.view(), g1.view(), hp);
+  Vec pv = download(p), mv = download(m), vv = download(v);
+  EXPECT_NEAR(pv[0], 0.899, 1e-6);
+  EXPECT_NEAR(pv[1], -1.898, 1e-6);
+  EXPECT_NEAR(pv[2], 0.4995, 1e-6);
   // m and v carry float's rounding of 1 - beta (1 - 0.999f is off by 1.3e-5 relative).
-  EXPECT_NEAR(m[0], 0.005, 0.005 * 2e-5);
-  EXPECT_NEAR(v[1], 1e-5, 1e-5 * 2e-5);
-  k.adamw_update(p.data(), m.data(), v.data(), g2.data(), 3, 0.1f, 0.9f, 0.999f, 1e-8f, 0.01f, 0.5f, 2);
-  EXPECT_NEAR(p[0], 0.806322916, 2e-6);
-  EXPECT_NEAR(p[1], -1.86946831, 2e-6);
-  EXPECT_NEAR(p[2], 0.573414177, 2e-6);
-  EXPECT_NEAR(m[2], -0.02, 1e-8);
-  EXPECT_NEAR(v[0], 2.49975e-05, 2.49975e-05 * 2e-5);
+  EXPECT_NEAR(mv[0], 0.005, 0.005 * 2e-5);
+  EXPECT_NEAR(vv[1], 1e-5, 1e-5 * 2e-5);
+  hp.step = 2;
+  be->adamw_update(p.view(), m.view(), v.view(), g2.view(), hp);
+  pv = download(p), mv = download(m), vv = download(v);
+  EXPECT_NEAR(pv[0], 0.806322916, 2e-6);
+  EXPECT_NEAR(pv[1], -1.86946831, 2e-6);
+  EXPECT_NEAR(pv[2], 0.573414177, 2e-6);
+  EXPECT_NEAR(mv[2], -0.02, 1e-8);
+  EXPECT_NEAR(vv[0], 2.49975e-05, 2.49975e-05 * 2e-5);
+  hp.step = 0;
+  EXPECT_TRUE(
+      contains(thrown<flowlm::Error>([&] { be->adamw_update(p.view(), m.view(), v.view(), g2.view(), hp); }),
+               "step = 0"));
 }
 
-TEST_P(Backend, ReductionsSeeNanAndInf) {
-  const Ops& k = GetParam();
+TEST_P(Cpu, ReductionsSeeNanAndInfAnywhere) {
   const index_t n = 20001;  // several host blocks
   Vec x(n, 0.5f);
-  EXPECT_NEAR(k.sum_squares(x.data(), n), 0.25 * n, 1e-9);
-  EXPECT_TRUE(k.all_finite(x.data(), n));
-  const Vec y{1.0f, 2.0f, 3.0f};
-  EXPECT_EQ(k.sum_squares(y.data(), 3), 14.0);
-  for (const float bad :
-       {std::nanf(""), std::numeric_limits<float>::infinity(), -std::numeric_limits<float>::infinity()}) {
+  Buffer b = upload(x, {n});
+  EXPECT_NEAR(be->sum_squares(b.view()), 0.25 * n, 1e-9);
+  EXPECT_TRUE(be->all_finite(b.view()));
+  Buffer y = upload({1.0f, 2.0f, 3.0f}, {3});
+  EXPECT_EQ(be->sum_squares(y.view()), 14.0);
+  for (const float bad : {kNaN, kInf, -kInf}) {
     for (const index_t at : {index_t{0}, index_t{9000}, n - 1}) {
       Vec z = x;
-      z[at] = bad;
-      EXPECT_FALSE(k.all_finite(z.data(), n)) << bad << " at " << at;
-      EXPECT_FALSE(std::isfinite(k.sum_squares(z.data(), n))) << bad << " at " << at;
+      z[static_cast<std::size_t>(at)] = bad;
+      Buffer zb = upload(z, {n});
+      EXPECT_FALSE(be->all_finite(zb.view())) << bad << " at " << at;
+      EXPECT_FALSE(std::isfinite(be->sum_squares(zb.view()))) << bad << " at " << at;
     }
   }
   x[5] = std::numeric_limits<float>::max();  // large but finite
-  EXPECT_TRUE(k.all_finite(x.data(), n));
-  k.scale(x.data(), 0.0f, n);
-  EXPECT_EQ(k.sum_squares(x.data(), n), 0.0);
+  Buffer big = upload(x, {n});
+  EXPECT_TRUE(be->all_finite(big.view()));
+  be->scale(big.view(), 0.0f);
+  EXPECT_EQ(be->sum_squares(big.view()), 0.0);
 }
 
-std::string backend_name(const ::testing::TestParamInfo<Ops>& p) { return p.param.name; }
-INSTANTIATE_TEST_SUITE_P(Kernels, Backend, ::testing::Values(kHost, kRef), backend_name);
+// Shape, dtype, device and absent-argument errors name the backend, the op and the argument.
+TEST_P(Cpu, BadArgumentsAreNamed) {
+  Buffer inp = be->alloc(DType::f32, {6, 4}), w = be->alloc(DType::f32, {5, 7}),
+         out = be->alloc(DType::f32, {6, 7});
+  std::string msg = thrown<flowlm::Error>(
+      [&] { be->matmul_forward(out.view(), inp.view(), w.view(), {}, WeightLayout::conv1d); });
+  EXPECT_TRUE(contains(msg, GetParam() + ": matmul_forward: weight has shape [5, 7], expected [4, 7]"))
+      << msg;
+  Buffer w2 = be->alloc(DType::f32, {4, 7}), out2 = be->alloc(DType::f32, {6, 8});
+  msg = thrown<flowlm::Error>(
+      [&] { be->matmul_forward(out2.view(), inp.view(), w2.view(), {}, WeightLayout::conv1d); });
+  EXPECT_TRUE(contains(msg, "out has shape [6, 8], expected 6 rows of 7")) << msg;
+
+  Buffer qkv = be->alloc(DType::f32, {2, 3, 40}), y = be->alloc(DType::f32, {2, 3, 16}),
+         att = be->alloc(DType::f32, {2, 4, 3, 3});
+  msg = thrown<flowlm::Error>([&] {
+    be->attention_forward(y.view(), att.view(), qkv.view(), AttentionParams{4, 2, 4});
+  });
+  EXPECT_TRUE(contains(msg, "attention_forward: qkv has shape [2, 3, 40], expected [B, T, 32]")) << msg;
+  msg = thrown<flowlm::Error>([&] {
+    be->attention_forward(y.view(), att.view(), qkv.view(), AttentionParams{4, 3, 4});
+  });
+  EXPECT_TRUE(contains(msg, "n_head = 4 is not a multiple of n_kv_head = 3")) << msg;
+  msg = thrown<flowlm::Error>([&] { be->rope_forward(qkv.view(), RopeParams{2, 1, 5, 1e4f}); });
+  EXPECT_TRUE(contains(msg, "rope_forward: head_dim = 5 must be even")) << msg;
+
+  Buffer h16 = be->alloc(DType::bf16, {4}), o16 = be->alloc(DType::bf16, {4});
+  msg = thrown<flowlm::Error>([&] { be->gelu_forward(o16.view(), h16.view()); });
+  EXPECT_TRUE(contains(
+      msg, "gelu_forward: inp [4] is bf16, but the " + GetParam() + " backend does not run gelu in bf16"))
+      << msg;
+  TensorView on_gpu = out.view();
+  on_gpu.device = kern::Device::cuda;
+  msg = thrown<flowlm::Error>([&] { be->scale(on_gpu, 2.0f); });
+  EXPECT_TRUE(contains(msg, "scale: x [6, 7] is on cuda")) << msg;
+  msg = thrown<flowlm::Error>([&] { be->gelu_forward({}, inp.view()); });
+  EXPECT_TRUE(contains(msg, "gelu_forward: out is required but absent")) << msg;
+  Buffer tok = be->alloc(DType::f32, {1, 6});
+  msg = thrown<flowlm::Error>([&] { be->embedding_forward(out.view(), tok.view(), w.view(), {}, 1.0f); });
+  EXPECT_TRUE(contains(msg, "tokens [1, 6] is f32; token ids and targets are i32")) << msg;
+}
+
+std::string param_name(const ::testing::TestParamInfo<std::string>& p) { return p.param; }
+INSTANTIATE_TEST_SUITE_P(Kernels, Cpu, ::testing::Values("host", "reference"), param_name);
+
+TEST(KernelsFactory, UnavailableBackendsAreConfigErrorsNamingRunBackend) {
+  std::string msg = thrown<flowlm::ConfigError>([] { (void)kern::make_backend("cuda"); });
+  EXPECT_TRUE(contains(msg, "run.backend = \"cuda\"")) << msg;
+  EXPECT_TRUE(contains(msg, "no CUDA backend")) << msg;
+  EXPECT_TRUE(contains(msg, "host, reference")) << msg;
+  msg = thrown<flowlm::ConfigError>([] { (void)kern::make_backend("nope"); });
+  EXPECT_TRUE(contains(msg, "run.backend = \"nope\"")) << msg;
+  EXPECT_TRUE(contains(msg, "unknown backend")) << msg;
+  EXPECT_TRUE(contains(msg, "host, reference")) << msg;
+  for (const std::string& name : kern::compiled_backends()) EXPECT_EQ(kern::make_backend(name)->name(), name);
+}
+
+// ---- host: the GPT-2 entry points that src/model calls are the interface's kernels -------
+
+TEST(KernelsHost, LegacyEntryPointsMatchTheInterfaceBitwise) {
+  const auto be = kern::make_backend("host");
+  const index_t B = 2, T = 70, C = 24, NH = 3, V = 29, N = B * T;
+  std::mt19937 rng(24);
+  const Vec qkv = randn(N * 3 * C, rng), x = randn(N * C, rng), w = randn(C, rng), bias = randn(C, rng),
+            wte = randn(V * C, rng), wpe = randn(T * C, rng);
+  IVec tok(static_cast<std::size_t>(N));
+  for (index_t i = 0; i < N; ++i) tok[static_cast<std::size_t>(i)] = static_cast<std::int32_t>((i * 7) % V);
+  auto view = [](const Vec& v, Shape s) { return kern::host_view(v.data(), std::move(s)); };
+
+  Vec o1(N * C), a1(B * NH * T * T), o2(N * C), a2(B * NH * T * T);
+  kern::attention_forward(o1.data(), a1.data(), qkv.data(), B, T, C, NH);
+  be->attention_forward(view(o2, {B, T, C}), view(a2, {B, NH, T, T}), view(qkv, {B, T, 3 * C}),
+                        AttentionParams{NH, NH, C / NH});
+  EXPECT_TRUE(bitwise_equal(o1, o2));
+  EXPECT_TRUE(bitwise_equal(a1, a2));
+
+  Vec m1(N), r1(N), m2(N), r2(N);
+  kern::layernorm_forward(o1.data(), m1.data(), r1.data(), x.data(), w.data(), bias.data(), N, C);
+  be->layernorm_forward(view(o2, {N, C}), view(m2, {N}), view(r2, {N}), view(x, {N, C}), view(w, {C}),
+                        view(bias, {C}), 1e-5f);
+  EXPECT_TRUE(bitwise_equal(o1, o2));
+  EXPECT_TRUE(bitwise_equal(m1, m2));
+  EXPECT_TRUE(bitwise_equal(r1, r2));
+
+  kern::encoder_forward(o1.data(), tok.data(), wte.data(), wpe.data(), B, T, C);
+  be->embedding_forward(view(o2, {B, T, C}), kern::host_view(tok.data(), {B, T}), view(wte, {V, C}),
+                        view(wpe, {T, C}), 1.0f);
+  EXPECT_TRUE(bitwise_equal(o1, o2));
+
+  Vec l1(N * V), l2(N * V);
+  kern::lm_head_forward(l1.data(), x.data(), wte.data(), N, C, V);
+  be->matmul_forward(view(l2, {N, V}), view(x, {N, C}), view(wte, {V, C}), {}, WeightLayout::linear);
+  EXPECT_TRUE(bitwise_equal(l1, l2));
+}
 
 // ---- host determinism: reductions over rows give bitwise identical results run to run ----
 
 TEST(KernelsHost, BackwardIsBitwiseReproducible) {
-  const index_t B = 3, T = 80, C = 40, NH = 4, V = 29, N = B * T;
+  const auto be = kern::make_backend("host");
+  const index_t B = 3, T = 80, C = 40, NH = 4, KVH = 2, hd = 10, V = 29, N = B * T;
+  const index_t QKV = (NH + 2 * KVH) * hd;
   std::mt19937 rng(19);
   const Vec x = randn(N * C, rng), w = randn(C, rng), dout = randn(N * C, rng), mean = randn(N, rng);
-  Vec rstd = randn(N, rng, 0.1f, 1.0f);
-  const IVec tok = randint(N, static_cast<std::int32_t>(V), rng);
-  const Vec qkv = randn(N * 3 * C, rng), wmm = randn(C * C, rng);
-  Vec att(B * NH * T * T), out(N * C), datt(B * NH * T * T);
-  host::attention_forward(out.data(), att.data(), qkv.data(), B, T, C, NH);
+  Vec rstd = randn(N, rng, 0.1f);
+  for (float& r : rstd) r += 1.0f;
+  IVec tok(static_cast<std::size_t>(N));
+  for (index_t i = 0; i < N; ++i) tok[static_cast<std::size_t>(i)] = static_cast<std::int32_t>((i * i) % V);
+  const Vec qkv = randn(N * QKV, rng), wmm = randn(C * C, rng), dy = randn(N * NH * hd, rng);
+  auto view = [](const Vec& v, Shape s) { return kern::host_view(v.data(), std::move(s)); };
+  const AttentionParams ap{NH, KVH, hd, 0.0f, 3.0f, 30};
+  Vec att(B * NH * T * T), out(N * NH * hd), datt(B * NH * T * T);
+  be->attention_forward(view(out, {B, T, NH * hd}), view(att, {B, NH, T, T}), view(qkv, {B, T, QKV}), ap);
   auto run = [&] {
-    std::vector<Vec> r{Vec(N * C, 0.0f), Vec(C, 0.0f), Vec(C, 0.0f),        Vec(V * C, 0.0f),
-                       Vec(T * C, 0.0f), Vec(C, 0.0f), Vec(N * 3 * C, 0.0f)};
-    host::layernorm_backward(r[0].data(), r[1].data(), r[2].data(), dout.data(), x.data(), w.data(),
-                             mean.data(), rstd.data(), N, C);
-    host::encoder_backward(r[3].data(), r[4].data(), dout.data(), tok.data(), B, T, C);
-    Vec dw(C * C, 0.0f);
-    host::matmul_backward(nullptr, dw.data(), r[5].data(), dout.data(), x.data(), wmm.data(), N, C, C);
-    host::attention_backward(r[6].data(), datt.data(), out.data(), qkv.data(), att.data(), B, T, C, NH);
+    std::vector<Vec> r{Vec(N * C, 0.0f),   Vec(C, 0.0f),     Vec(C, 0.0f),
+                       Vec(V * C, 0.0f),   Vec(T * C, 0.0f), Vec(C, 0.0f),
+                       Vec(N * QKV, 0.0f), Vec(N * C, 0.0f), Vec(C, 0.0f)};
+    be->layernorm_backward(view(r[0], {N, C}), view(r[1], {C}), view(r[2], {C}), view(dout, {N, C}),
+                           view(x, {N, C}), view(w, {C}), view(mean, {N}), view(rstd, {N}));
+    be->embedding_backward(view(r[3], {V, C}), view(r[4], {T, C}), view(dout, {B, T, C}),
+                           kern::host_view(tok.data(), {B, T}), 1.0f);
+    be->matmul_backward({}, {}, view(r[5], {C}), view(dout, {N, C}), view(x, {N, C}), view(wmm, {C, C}),
+                        WeightLayout::conv1d);
+    be->attention_backward(view(r[6], {B, T, QKV}), view(datt, {B, NH, T, T}), view(dy, {B, T, NH * hd}),
+                           view(qkv, {B, T, QKV}), view(att, {B, NH, T, T}), ap);
+    be->rmsnorm_backward(view(r[7], {N, C}), view(r[8], {C}), view(dout, {N, C}), view(x, {N, C}),
+                         view(w, {C}), view(rstd, {N}), RmsnormParams{1e-6f, true});
     return r;
   };
   const auto a = run(), b = run();
