@@ -476,14 +476,19 @@ JobConfig parse_job(const std::string& toml_text, const std::string& origin,
     override_label[key] = "--set " + key;
   }
 
+  std::vector<std::string> given_model_keys;
   for (const auto& f : schema.fields()) {
     const auto* section = root.get_as<toml::table>(f.section);
     const toml::node* node = section ? section->get(f.key) : nullptr;
     if (!node) continue;  // keeps the default
+    if (f.section == "model") given_model_keys.push_back(f.key);
     const auto label = override_label.find(f.path());
     const std::string prefix = label != override_label.end() ? label->second : where(origin, node->source());
     read_field(ReadCtx{prefix, f.path(), *node, f.rule}, f.ptr);
   }
+  // The family's defaults for the model keys the job leaves out (model.arch = "llama" alone
+  // gives a Llama block); --dry-run prints the result.
+  cfg.model = with_family_defaults(cfg.model, given_model_keys);
   cfg.origin = origin;
   return cfg;
 }

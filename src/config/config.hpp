@@ -11,12 +11,15 @@
 #include <string>
 #include <vector>
 
+#include "config/model_config.hpp"
+
 namespace flowlm::config {
 
 /// \brief Where a run writes and how it is seeded.
 struct RunConfig {
   std::string dir = "runs/default";
   std::int64_t seed = 1337;
+  std::string backend = "host";  // host | reference | cuda (kernels/make_backend)
 };
 
 /// \brief Token shards for pretraining / validation.
@@ -39,12 +42,6 @@ struct PrepareConfig {
   std::string answer_field = "answer";    // jsonl: field holding the answer (counts for the loss)
   std::int64_t block_size = 256;          // jsonl: max model input tokens per sample (length - 1)
   std::string overlong = "error";         // jsonl: a sample over block_size: error | truncate | drop
-};
-
-/// \brief GPT model shape and initialisation.
-struct ModelConfig {
-  std::int64_t n_layer = 6, n_head = 6, n_embd = 384, vocab_size = 256, block_size = 256;
-  std::string init_from = "";  // checkpoint to start from ("" = random init)
 };
 
 /// \brief AdamW and the learning-rate schedule.

@@ -11,6 +11,9 @@ namespace {
 void describe(RunConfig& c, Schema& s) {
   s.field("dir", c.dir, "Directory for this run's checkpoints, metrics.jsonl and logs.", nonempty());
   s.field("seed", c.seed, "Seed for initialisation and data order.", ge(0));
+  s.field("backend", c.backend,
+          "Kernel backend: host (Kokkos + OpenBLAS), reference (plain loops, for checks) or cuda.",
+          one_of({"host", "reference", "cuda"}));
 }
 
 void describe(DataConfig& c, Schema& s) {
@@ -44,12 +47,45 @@ void describe(PrepareConfig& c, Schema& s) {
 }
 
 void describe(ModelConfig& c, Schema& s) {
+  s.field("arch", c.arch,
+          "Model family: its tensor names and the defaults of the keys below that the job does not set "
+          "(llama also covers Llama 2/3, Mistral and, with biases = 'qkv', Qwen2).",
+          one_of({"gpt2", "llama", "gemma2"}));
   s.field("n_layer", c.n_layer, "Number of transformer blocks.", ge(1));
-  s.field("n_head", c.n_head, "Attention heads per block; must divide n_embd.", ge(1));
+  s.field("n_head", c.n_head, "Attention (query) heads per block.", ge(1));
+  s.field("n_kv_head", c.n_kv_head, "Key/value heads (grouped-query attention; divides n_head); 0 = n_head.",
+          ge(0));
+  s.field("head_dim", c.head_dim, "Channels per head; 0 = n_embd / n_head.", ge(0));
   s.field("n_embd", c.n_embd, "Embedding (residual stream) width.", ge(1));
+  s.field("n_ff", c.n_ff,
+          "MLP hidden width; 0 = 4 n_embd (gpt2, gemma2) or 8/3 n_embd rounded up to 256 (llama).", ge(0));
   s.field("vocab_size", c.vocab_size, "Rows of the token embedding (may be padded above data.vocab_size).",
           ge(1));
-  s.field("block_size", c.block_size, "Maximum sequence length (rows of the position embedding).", ge(1));
+  s.field("block_size", c.block_size, "Maximum sequence length (rows of a learned position embedding).",
+          ge(1));
+  s.field("norm", c.norm, "Normalisation: layernorm, rmsnorm, or rmsnorm_plus_one (x * (1 + w), Gemma).",
+          one_of({"layernorm", "rmsnorm", "rmsnorm_plus_one"}));
+  s.field("norm_eps", c.norm_eps, "Epsilon of every norm.", gt(0));
+  s.field("pos", c.pos, "Positions: learned (an embedding, gpt2) or rope (rotary, Hugging Face rotate-half).",
+          one_of({"learned", "rope"}));
+  s.field("rope_theta", c.rope_theta, "RoPE base frequency.", gt(0));
+  s.field("mlp", c.mlp, "MLP: gelu (fc, tanh-GELU, proj), swiglu or geglu (gate, up, down).",
+          one_of({"gelu", "swiglu", "geglu"}));
+  s.field("biases", c.biases, "Biases: all (every linear layer and norm, gpt2), none, or qkv (Qwen2).",
+          one_of({"all", "none", "qkv"}));
+  s.field("tie_embeddings", c.tie_embeddings, "The LM head is the token embedding (no lm_head.weight).");
+  s.field("post_norms", c.post_norms, "Gemma-2: also normalise the attention and MLP outputs.");
+  s.field("embed_scale", c.embed_scale, "Factor on the token embeddings; 0 = sqrt(n_embd) (Gemma).", ge(0));
+  s.field("attn_softcap", c.attn_softcap, "Attention logit soft-cap s = cap * tanh(s / cap); 0 = none.",
+          ge(0));
+  s.field("final_softcap", c.final_softcap, "Output logit soft-cap; 0 = none.", ge(0));
+  s.field("sliding_window", c.sliding_window, "Sliding-window attention span in tokens; 0 = full causal.",
+          ge(0));
+  s.field("sliding_window_layers", c.sliding_window_layers,
+          "Layers with the window: all (Mistral) or alternate (even layers, Gemma-2).",
+          one_of({"all", "alternate"}));
+  s.field("query_scale", c.query_scale,
+          "Factor on q.k in attention; 0 = 1 / sqrt(head_dim) (Gemma-2: query_pre_attn_scalar^-0.5).", ge(0));
   s.field("init_from", c.init_from, "Checkpoint to start from; empty = random initialisation.");
 }
 
@@ -176,7 +212,7 @@ Schema describe(JobConfig& c) {
   describe(c.data, s);
   s.section("prepare", "The prepare stage: text files -> token shards.");
   describe(c.prepare, s);
-  s.section("model", "GPT model shape and initialisation.");
+  s.section("model", "The transformer: family, shape, and initialisation.");
   describe(c.model, s);
   s.section("optim", "AdamW and the learning-rate schedule.");
   describe(c.optim, s);
@@ -200,9 +236,11 @@ Schema describe(JobConfig& c) {
 }
 
 void check_train_relations(const JobConfig& c, const std::string& origin) {
-  if (c.model.n_embd % c.model.n_head != 0)
-    fail<ConfigError>("{}: model.n_embd = {} must be divisible by model.n_head = {}", origin, c.model.n_embd,
-                      c.model.n_head);
+  try {
+    resolve_model(c.model);
+  } catch (const ConfigError& e) {
+    fail<ConfigError>("{}: {}", origin, e.what());
+  }
   if (c.train.seq_len > c.model.block_size)
     fail<ConfigError>("{}: train.seq_len = {} must be <= model.block_size = {}", origin, c.train.seq_len,
                       c.model.block_size);

@@ -9,6 +9,7 @@
 #include <regex>
 #include <set>
 #include <system_error>
+#include <type_traits>
 
 #include "core/error.hpp"
 #include "core/log.hpp"
@@ -111,6 +112,37 @@ void broadcast_meta(CheckpointMeta& m, const comm::Communicator& world) {
   for (auto& s : kv) world.broadcast(s);
   m.extra.clear();
   for (std::size_t i = 0; i + 1 < kv.size(); i += 2) m.extra[kv[i]] = kv[i + 1];
+  // The model attrs as (name, kind, text) triples; "{:.17g}" round-trips a double exactly.
+  std::vector<std::string> attrs;
+  for (const auto& [k, v] : m.model_attrs) {
+    attrs.push_back(k);
+    attrs.push_back(std::to_string(v.index()));
+    attrs.push_back(std::visit(
+        [](const auto& x) -> std::string {
+          using T = std::decay_t<decltype(x)>;
+          if constexpr (std::is_same_v<T, std::string>)
+            return x;
+          else if constexpr (std::is_same_v<T, double>)
+            return fmt::format("{:.17g}", x);
+          else
+            return std::to_string(x);
+        },
+        v));
+  }
+  n = static_cast<std::int64_t>(attrs.size());
+  world.broadcast_value(n);
+  attrs.resize(static_cast<std::size_t>(n));
+  for (auto& s : attrs) world.broadcast(s);
+  m.model_attrs.clear();
+  for (std::size_t i = 0; i + 2 < attrs.size(); i += 3) {
+    const std::string& text = attrs[i + 2];
+    if (attrs[i + 1] == "0")
+      m.model_attrs[attrs[i]] = static_cast<std::int64_t>(std::stoll(text));
+    else if (attrs[i + 1] == "1")
+      m.model_attrs[attrs[i]] = std::stod(text);
+    else
+      m.model_attrs[attrs[i]] = text;
+  }
 }
 
 void write_meta(h5::File& f, const CheckpointMeta& m) {
@@ -124,6 +156,8 @@ void write_meta(h5::File& f, const CheckpointMeta& m) {
   f.write_attr("created_by", fmt::format("flowlm {} ({})", FLOWLM_VERSION, FLOWLM_GIT_DESCRIBE));
   for (const auto& [k, v] : m.extra) f.write_attr(k, v);
   f.create_group("/model");
+  for (const auto& [k, v] : m.model_attrs)
+    std::visit([&](const auto& x) { f.write_attr(k, x, "/model"); }, v);
   f.create_group("/optim");
 }
 
@@ -331,6 +365,17 @@ CheckpointReader::CheckpointReader(const fs::path& path) : file_(h5::File::open(
     if (!is_required_attr(name))
       meta_.extra[name] =
           file_.attr_kind(name) == h5::DType::string ? file_.read_attr_string(name) : file_.attr_text(name);
+  for (const auto& name : file_.attr_names("/model")) {
+    const h5::DType kind = file_.attr_kind(name, "/model");
+    if (kind == h5::DType::string)
+      meta_.model_attrs[name] = file_.read_attr_string(name, "/model");
+    else if (kind == h5::DType::f64 || kind == h5::DType::f32)
+      meta_.model_attrs[name] = file_.read_attr_double(name, "/model");
+    else if (kind != h5::DType::other)
+      meta_.model_attrs[name] = file_.read_attr_int(name, "/model");
+    else
+      fail<IoError>("{}: attribute '{}' of /model is neither a string, an integer nor a float", p, name);
+  }
 }
 
 std::vector<std::pair<std::string, Shape>> CheckpointReader::tensors(const std::string& group) const {

@@ -3,6 +3,8 @@
 //                   ("transformer.h.0.attn.c_attn.weight") are one dataset directly under /model.
 //   /optim/<name>   fp32 datasets; a '/' in the name nests groups, e.g. AdamW moments as
 //                   "m/transformer.wte.weight" and "v/transformer.wte.weight" -> /optim/m/..., /optim/v/...
+//   /model attrs    the model config (model::model_attrs: arch, n_layer, ..., typed int64, float64
+//                   or string); absent in checkpoints of flowlm 0.1, which were all GPT-2.
 //   root attrs      format_version (int64, 1), step, tokens_seen (int64), config_toml, rng_state,
 //                   created_by (strings), data_cursor (int64 array), world_size (int64), plus
 //                   free-form string attrs (`kind`, `sources`, ...) carried in CheckpointMeta::extra.
@@ -17,6 +19,7 @@
 #include <optional>
 #include <string>
 #include <utility>
+#include <variant>
 #include <vector>
 
 #include "comm/comm.hpp"
@@ -28,6 +31,9 @@ namespace flowlm::io {
 /// \brief The checkpoint format this flowlm writes and the newest it reads.
 constexpr int kCheckpointFormatVersion = 1;
 
+/// \brief A typed attribute value.
+using AttrValue = std::variant<std::int64_t, double, std::string>;
+
 /// \brief Everything a checkpoint records besides tensors.
 struct CheckpointMeta {
   std::int64_t step = 0;
@@ -36,7 +42,8 @@ struct CheckpointMeta {
   std::string config_toml;
   std::string rng_state;
   std::vector<std::int64_t> data_cursor;
-  std::map<std::string, std::string> extra;  ///< extra root attrs (`kind`, `sources`, ...)
+  std::map<std::string, std::string> extra;      ///< extra root attrs (`kind`, `sources`, ...)
+  std::map<std::string, AttrValue> model_attrs;  ///< attrs of /model: the model config
 };
 
 /// \brief One tensor to write. `data` (numel(shape) floats) only needs to be valid on `owner`.

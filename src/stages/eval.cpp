@@ -40,7 +40,7 @@ void run_eval(const StageContext& ctx) {
   log::info("{:<40} {:<32} {:>10} {:>10} {:>9}", "checkpoint", "set", "loss", "ans_loss", "accuracy");
   for (std::size_t ci = 0; ci < ckpts.size(); ++ci) {
     const fs::path& ck = ckpts[ci];
-    auto gpt = train::load_gpt(ck);
+    auto gpt = model::load_model(ck);
     const std::int64_t step = io::CheckpointReader(ck).meta().step;
     for (const auto& spec : e.sets) {
       nlohmann::json row = {{"checkpoint", ck.string()}, {"step", step}, {"set", spec}};

@@ -224,6 +224,7 @@ void write_average(const AverageOutput& out, const comm::Communicator& world) {
   meta.config_toml = last.config_toml;
   meta.rng_state = "none (averaged weights)";
   meta.data_cursor = last.data_cursor.empty() ? std::vector<std::int64_t>{0} : last.data_cursor;
+  meta.model_attrs = last.model_attrs;  // the sources share one architecture (checked above)
   meta.extra = out.attrs;
   meta.extra["kind"] = "average";
   std::vector<std::string> paths;

@@ -12,7 +12,7 @@
 
 namespace flowlm::train {
 
-LossSum evaluate_windows(model::GPT& gpt, const data::TokenDataset& data, index_t max_windows,
+LossSum evaluate_windows(model::Transformer& gpt, const data::TokenDataset& data, index_t max_windows,
                          index_t micro_batch, const comm::Communicator& world) {
   const index_t T = data.seq_len();
   const std::vector<index_t> mine = data.val_windows(world.rank(), world.size(), max_windows);
@@ -35,49 +35,6 @@ LossSum evaluate_windows(model::GPT& gpt, const data::TokenDataset& data, index_
   return total;
 }
 
-model::GPTConfig checkpoint_model_config(const std::filesystem::path& checkpoint,
-                                         std::int64_t fallback_n_head) {
-  const io::CheckpointReader r(checkpoint);
-  std::map<std::string, Shape> shapes;
-  std::set<std::int64_t> blocks;
-  for (const auto& [name, shape] : r.tensors("model")) {
-    shapes[name] = shape;
-    const auto b = model::param_block(name);
-    if (b >= 0) blocks.insert(b);
-  }
-  const std::string wte = "transformer.wte.weight", wpe = "transformer.wpe.weight";
-  for (const auto& need : {wte, wpe})
-    if (shapes.count(need) == 0 || shapes[need].size() != 2)
-      fail<IoError>("{}: no 2-D dataset '/model/{}': not a GPT-2 checkpoint", checkpoint.string(), need);
-  model::GPTConfig cfg;
-  cfg.vocab_size = shapes[wte][0];
-  cfg.n_embd = shapes[wte][1];
-  cfg.block_size = shapes[wpe][0];
-  cfg.n_layer = static_cast<std::int64_t>(blocks.size());
-  if (blocks.empty() || *blocks.rbegin() != cfg.n_layer - 1)
-    fail<IoError>("{}: transformer blocks are not numbered 0..{} (found {} blocks)", checkpoint.string(),
-                  blocks.empty() ? 0 : *blocks.rbegin(), blocks.size());
-  // The head count is not visible in the tensors: the job that wrote the checkpoint knows it.
-  cfg.n_head = fallback_n_head;
-  try {
-    const auto src =
-        config::parse_job(r.meta().config_toml, checkpoint.string() + " (attribute config_toml)");
-    if (src.model.n_embd == cfg.n_embd) cfg.n_head = src.model.n_head;
-  } catch (const Error& e) {
-    if (fallback_n_head <= 0)
-      fail<IoError>("{}: cannot read the head count from attribute config_toml: {}", checkpoint.string(),
-                    e.what());
-    log::warn("{}; using n_head = {} from the job", e.what(), fallback_n_head);
-  }
-  if (cfg.n_head <= 0)
-    fail<IoError>(
-        "{}: attribute config_toml describes another model (n_embd differs from the tensors); "
-        "the head count is unknown",
-        checkpoint.string());
-  model::validate(cfg);
-  return cfg;
-}
-
 std::vector<std::filesystem::path> expand_checkpoints(const std::vector<std::string>& specs,
                                                       const std::string& key) {
   namespace fs = std::filesystem;
@@ -97,14 +54,7 @@ std::vector<std::filesystem::path> expand_checkpoints(const std::vector<std::str
   return out;
 }
 
-std::unique_ptr<model::GPT> load_gpt(const std::filesystem::path& checkpoint) {
-  auto gpt = std::make_unique<model::GPT>(checkpoint_model_config(checkpoint));
-  const io::CheckpointReader ckpt(checkpoint);
-  for (const auto& p : gpt->param_table()) ckpt.read("model", p.name, p.shape, gpt->params() + p.offset);
-  return gpt;
-}
-
-std::vector<std::vector<std::int32_t>> greedy_answers(model::GPT& gpt, const data::SampleSet& set,
+std::vector<std::vector<std::int32_t>> greedy_answers(model::Transformer& gpt, const data::SampleSet& set,
                                                       const std::vector<index_t>& ids,
                                                       const std::vector<index_t>& max_new, std::int32_t eot) {
   const auto B = static_cast<index_t>(ids.size());
@@ -147,7 +97,7 @@ std::vector<std::vector<std::int32_t>> greedy_answers(model::GPT& gpt, const dat
   return out;
 }
 
-SampleEval evaluate_samples(model::GPT& gpt, const data::SampleSet& set, index_t micro_batch,
+SampleEval evaluate_samples(model::Transformer& gpt, const data::SampleSet& set, index_t micro_batch,
                             const comm::Communicator& world) {
   if (set.max_input_length() > gpt.config().block_size)
     fail<DataError>(

@@ -11,7 +11,8 @@
 #include "core/types.hpp"
 #include "data/loader.hpp"
 #include "data/sampleset.hpp"
-#include "model/gpt.hpp"
+#include "model/checkpoint.hpp"
+#include "model/transformer.hpp"
 
 namespace flowlm::train {
 
@@ -25,24 +26,14 @@ struct LossSum {
 /// \brief Mean next-token loss of `gpt` over the first `max_windows` windows of `data` (all
 /// when <= 0), split across the ranks of `world` in contiguous blocks and run forward only in
 /// batches of `micro_batch`. Collective; the same windows whatever the rank count.
-LossSum evaluate_windows(model::GPT& gpt, const data::TokenDataset& data, index_t max_windows,
+LossSum evaluate_windows(model::Transformer& gpt, const data::TokenDataset& data, index_t max_windows,
                          index_t micro_batch, const comm::Communicator& world);
-
-/// \brief The shape of a checkpoint's model: vocab, width, block size and depth from the
-/// tensors themselves; n_head from the checkpoint's `config_toml` when it parses and matches,
-/// else `fallback_n_head` (0: none, an IoError). Throws IoError naming the file when the
-/// tensors are not a GPT-2.
-model::GPTConfig checkpoint_model_config(const std::filesystem::path& checkpoint,
-                                         std::int64_t fallback_n_head = 0);
 
 /// \brief Checkpoint files from run directories (their step_*.h5, in step order), files and
 /// globs, in the order given. IoError naming `key` and the entry for a directory without
 /// checkpoints or a path that does not exist.
 std::vector<std::filesystem::path> expand_checkpoints(const std::vector<std::string>& specs,
                                                       const std::string& key);
-
-/// \brief A model with the weights of `checkpoint` (shape from checkpoint_model_config).
-std::unique_ptr<model::GPT> load_gpt(const std::filesystem::path& checkpoint);
 
 /// \brief Answer loss and exact-match accuracy on a sample set.
 struct SampleEval {
@@ -58,12 +49,12 @@ struct SampleEval {
 /// answer (closing EOT included; the same verdict as comparing greedy_answers() with the
 /// answer, computed from one teacher-forced pass). Collective over `world`: the sums cover
 /// every rank's block.
-SampleEval evaluate_samples(model::GPT& gpt, const data::SampleSet& set, index_t micro_batch,
+SampleEval evaluate_samples(model::Transformer& gpt, const data::SampleSet& set, index_t micro_batch,
                             const comm::Communicator& world);
 
 /// \brief Greedy continuations of local samples `ids` of `set` from their prompts (the tokens
 /// before answer_start), at most `max_new[b]` tokens each, stopping after `eot`. Forward only.
-std::vector<std::vector<std::int32_t>> greedy_answers(model::GPT& gpt, const data::SampleSet& set,
+std::vector<std::vector<std::int32_t>> greedy_answers(model::Transformer& gpt, const data::SampleSet& set,
                                                       const std::vector<index_t>& ids,
                                                       const std::vector<index_t>& max_new, std::int32_t eot);
 

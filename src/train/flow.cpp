@@ -110,7 +110,7 @@ ScoreResult score_samples(const fs::path& checkpoint, const fs::path& sample_set
   if (batch < 1) fail<ConfigError>("score.batch = {} must be at least 1", batch);
   const data::SampleSetInfo info = data::read_sample_set_info(sample_set);
   if (info.n_samples < 1) fail<DataError>("{}: the sample set is empty", sample_set.string());
-  auto gpt = load_gpt(checkpoint);
+  auto gpt = model::load_model(checkpoint);
   if (info.vocab_size > gpt->config().vocab_size)
     fail<DataError>("{}: vocab_size {} exceeds the vocab_size {} of {}", sample_set.string(), info.vocab_size,
                     gpt->config().vocab_size, checkpoint.string());

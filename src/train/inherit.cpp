@@ -9,19 +9,10 @@
 #include "core/error.hpp"
 #include "core/log.hpp"
 #include "io/checkpoint.hpp"
+#include "model/checkpoint.hpp"
 
 namespace flowlm::train {
 namespace fs = std::filesystem;
-
-namespace {
-
-const char* const kWte = "transformer.wte.weight";
-const char* const kWpe = "transformer.wpe.weight";
-const char* const kBlockPrefix = "transformer.h.";
-
-bool is_final_norm(const std::string& name) { return name.rfind("transformer.ln_f.", 0) == 0; }
-
-}  // namespace
 
 std::vector<std::int64_t> inherit_block_list(const config::InheritConfig& cfg, std::int64_t source_layers) {
   std::vector<std::int64_t> blocks;
@@ -45,14 +36,14 @@ std::vector<std::int64_t> inherit_block_list(const config::InheritConfig& cfg, s
 
 Inherited inherit_model(const config::InheritConfig& cfg, const config::JobConfig& job, std::uint64_t seed) {
   config::require_nonempty(cfg.from, "inherit.from", "inherit");
-  if (cfg.token_embedding != cfg.head)
+  const model::ModelConfig src = model::read_model_config(io::CheckpointReader(cfg.from), job.model.n_head);
+  if (src.tie_embeddings && cfg.token_embedding != cfg.head)
     fail<ConfigError>(
-        "inherit.token_embedding = {} but inherit.head = {}: GPT-2 ties the LM head to the token embedding "
-        "(one tensor, transformer.wte.weight); set both to the same value",
-        cfg.token_embedding, cfg.head);
-  const model::GPTConfig src = checkpoint_model_config(cfg.from, job.model.n_head);
+        "inherit.token_embedding = {} but inherit.head = {}: the source {} ties the LM head to the token "
+        "embedding (one tensor); set both to the same value",
+        cfg.token_embedding, cfg.head, cfg.from);
   std::vector<std::int64_t> blocks = inherit_block_list(cfg, src.n_layer);
-  model::GPTConfig small = src;
+  model::ModelConfig small = src;
   small.n_layer = static_cast<std::int64_t>(blocks.size());
 
   // Record the source's own job (consistent by construction) with the small depth; a source
@@ -64,29 +55,23 @@ Inherited inherit_model(const config::InheritConfig& cfg, const config::JobConfi
     out_job.data.vocab_size = std::min(out_job.data.vocab_size, small.vocab_size);
   }
   out_job.inherit = cfg;
-  out_job.model.n_layer = small.n_layer;
-  out_job.model.n_head = small.n_head;
-  out_job.model.n_embd = small.n_embd;
-  out_job.model.vocab_size = small.vocab_size;
-  out_job.model.block_size = small.block_size;
+  out_job.model = small;
   out_job.model.init_from = "";
   // Keep the recorded job valid (parse_job checks seq_len <= block_size).
   out_job.train.seq_len = std::min(out_job.train.seq_len, small.block_size);
-  Inherited res{model::GPT(small), out_job, blocks, {}, {}};
+  Inherited res{model::Transformer(small), out_job, blocks, {}, {}};
   res.gpt.init_random(seed);
 
   const io::CheckpointReader reader(cfg.from);
+  // What to copy follows from each tensor's role in the table, whatever the family.
   for (const auto& p : res.gpt.param_table()) {
     std::string source_name;
-    std::string rest;
-    const auto b = model::param_block(p.name, &rest);
-    if (b >= 0)
-      source_name = fmt::format("{}{}.{}", kBlockPrefix, blocks[static_cast<std::size_t>(b)], rest);
-    else if (p.name == kWte && cfg.token_embedding)
-      source_name = p.name;
-    else if (p.name == kWpe && cfg.position_embedding)
-      source_name = p.name;
-    else if (is_final_norm(p.name) && cfg.final_norm)
+    if (p.layer >= 0)
+      source_name = model::rename_block(p.name, blocks[static_cast<std::size_t>(p.layer)]);
+    else if ((p.role == model::Role::tok_embed && cfg.token_embedding) ||
+             (p.role == model::Role::pos_embed && cfg.position_embedding) ||
+             (p.role == model::Role::final_norm && cfg.final_norm) ||
+             (p.role == model::Role::lm_head && cfg.head))
       source_name = p.name;
     if (source_name.empty()) {
       res.initialized.push_back(p.name);
@@ -111,6 +96,7 @@ fs::path run_inherit(const config::JobConfig& job, const comm::Communicator& wor
   meta.config_toml = config::to_toml(inh.job);
   meta.rng_state = fmt::format("seed={}", job.run.seed);
   meta.data_cursor = {0};
+  meta.model_attrs = model::model_attrs(inh.gpt.config());
   meta.extra["kind"] = "inherit";
   meta.extra["inherit_source"] = job.inherit.from;
   meta.extra["inherit_source_step"] = std::to_string(src.meta().step);

@@ -10,7 +10,7 @@
 
 #include "comm/comm.hpp"
 #include "config/config.hpp"
-#include "model/gpt.hpp"
+#include "model/transformer.hpp"
 #include "train/evaluate.hpp"
 
 namespace flowlm::train {
@@ -22,7 +22,7 @@ std::vector<std::int64_t> inherit_block_list(const config::InheritConfig& cfg, s
 
 /// \brief A small model built from a larger checkpoint.
 struct Inherited {
-  model::GPT gpt;                        ///< the small model (n_layer = blocks.size())
+  model::Transformer gpt;                ///< the small model (n_layer = blocks.size())
   config::JobConfig job;                 ///< the job recorded in the output (model.* = the small shape)
   std::vector<std::int64_t> blocks;      ///< source block index of each small block
   std::vector<std::string> copied;       ///< small-model tensor names copied from the source
@@ -32,7 +32,8 @@ struct Inherited {
 /// \brief Builds the small model: random init from `seed`, then the selected tensors are read
 /// from `cfg.from` (block blocks[i] of the source becomes block i). `job` supplies n_head when
 /// the source has no readable config_toml and is the recorded job otherwise. Any rank, no
-/// collectives. ConfigError when token_embedding != head (GPT-2 ties them: one tensor).
+/// collectives. ConfigError when token_embedding != head for a source with a tied head (one
+/// tensor). Works for every family: blocks, embeddings, final norm and head by their role.
 Inherited inherit_model(const config::InheritConfig& cfg, const config::JobConfig& job, std::uint64_t seed);
 
 /// \brief `flowlm inherit`: builds the small model from `job.inherit` and writes it (model

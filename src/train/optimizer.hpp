@@ -4,7 +4,7 @@
 #include <vector>
 
 #include "core/types.hpp"
-#include "model/gpt.hpp"
+#include "model/transformer.hpp"
 
 namespace flowlm::train {
 
@@ -22,7 +22,7 @@ class AdamW {
  public:
   /// \brief Moments for every tensor of `table` (zero), step count 0.
   AdamW(const std::vector<model::ParamSpec>& table, const AdamWParams& hp);
-  AdamW(const model::GPT& gpt, const AdamWParams& hp) : AdamW(gpt.param_table(), hp) {}
+  AdamW(const model::Transformer& gpt, const AdamWParams& hp) : AdamW(gpt.param_table(), hp) {}
 
   /// \brief One update of the whole flat buffer with g = grads * grad_scale; increments
   /// step_count() first (the bias correction uses the new count, >= 1).

@@ -17,7 +17,7 @@
 #include "flowlm/build_config.hpp"
 #include "io/checkpoint.hpp"
 #include "kernels/kernels.hpp"
-#include "model/gpt.hpp"
+#include "model/transformer.hpp"
 #include "train/evaluate.hpp"
 #include "train/flow.hpp"
 #include "train/optimizer.hpp"
@@ -30,10 +30,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-model::GPTConfig gpt_config(const config::ModelConfig& m) {
-  return model::GPTConfig{m.n_layer, m.n_head, m.n_embd, m.vocab_size, m.block_size};
-}
-
 ScheduleParams schedule_params(const config::JobConfig& job) {
   ScheduleParams p;
   p.kind = job.optim.schedule;
@@ -43,11 +39,6 @@ ScheduleParams schedule_params(const config::JobConfig& job) {
   p.max_steps = job.train.max_steps;
   p.decay_fraction = job.optim.decay_fraction;
   return p;
-}
-
-/// Loads every model tensor of `ckpt` into `gpt`, checking names and shapes.
-void load_model(model::GPT& gpt, const io::CheckpointReader& ckpt) {
-  for (const auto& p : gpt.param_table()) ckpt.read("model", p.name, p.shape, gpt.params() + p.offset);
 }
 
 std::string optim_name(const char* moment, const std::string& param) {
@@ -218,7 +209,7 @@ class Trainer {
       : job_(effective_job(job)),
         world_(world),
         dir_(job.run.dir),
-        gpt_(gpt_config(job.model)),
+        gpt_(job.model, job.run.backend),
         opt_(gpt_, AdamWParams{static_cast<float>(job.optim.beta1), static_cast<float>(job.optim.beta2),
                                static_cast<float>(job.optim.eps), static_cast<float>(job.optim.weight_decay),
                                job.optim.decay_embeddings}),
@@ -357,7 +348,7 @@ class Trainer {
   void keep_theta0() {
     if (job_.finetune.method != "l2_init") return;
     if (!job_.model.init_from.empty())
-      load_model(gpt_, io::CheckpointReader(job_.model.init_from));
+      model::load_weights(gpt_, io::CheckpointReader(job_.model.init_from));
     else
       gpt_.init_random(static_cast<std::uint64_t>(job_.run.seed));
     theta0_.assign(gpt_.params(), gpt_.params() + gpt_.num_params());
@@ -377,7 +368,7 @@ class Trainer {
             "{}) so "
             "the trajectory continues exactly, or start a new run.dir",
             resume_from->string(), meta.world_size, world_.size(), meta.world_size);
-      load_model(gpt_, ckpt);
+      model::load_weights(gpt_, ckpt);
       for (const auto& p : gpt_.param_table()) {
         ckpt.read("optim", optim_name("m", p.name), p.shape, opt_.m() + p.offset);
         ckpt.read("optim", optim_name("v", p.name), p.shape, opt_.v() + p.offset);
@@ -394,7 +385,7 @@ class Trainer {
                 tokens_seen_);
     } else if (!job_.model.init_from.empty()) {
       const io::CheckpointReader ckpt(job_.model.init_from);
-      load_model(gpt_, ckpt);
+      model::load_weights(gpt_, ckpt);
       log::info("train: initialized from {} (step {})", job_.model.init_from, ckpt.meta().step);
     } else {
       gpt_.init_random(static_cast<std::uint64_t>(job_.run.seed));
@@ -422,7 +413,7 @@ class Trainer {
         for (index_t i = 0; i < n; ++i) local_loss += static_cast<double>(mb.weights[i]) * losses[i];
       else
         for (index_t i = 0; i < n; ++i) local_loss += losses[i];
-      gpt_.backward(mb.inputs, mb.targets, mb.dlosses);
+      gpt_.backward(mb.dlosses);
     }
     if (world_.size() > 1) world_.allreduce_sum(gpt_.grads(), gpt_.num_params());
     double loss = world_.sum(local_loss) / denom;
@@ -504,6 +495,7 @@ class Trainer {
     meta.config_toml = config::to_toml(job_);
     meta.rng_state = fmt::format("seed={}", job_.run.seed);  // no random state beyond the seeded data order
     meta.data_cursor = {source_->cursor().position};
+    meta.model_attrs = model::model_attrs(gpt_.config());
     meta.extra["kind"] = "train";
     if (finetuning()) {
       meta.extra["finetune_method"] = job_.finetune.method;
@@ -534,7 +526,7 @@ class Trainer {
   const config::JobConfig job_;
   comm::Communicator world_;
   fs::path dir_;
-  model::GPT gpt_;
+  model::Transformer gpt_;
   AdamW opt_;
   ScheduleParams sched_;
   std::unique_ptr<BatchSource> source_;

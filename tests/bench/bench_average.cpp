@@ -13,7 +13,7 @@
 #include "comm/comm.hpp"
 #include "core/error.hpp"
 #include "io/checkpoint.hpp"
-#include "model/gpt.hpp"
+#include "model/transformer.hpp"
 
 int main(int argc, char** argv) {
   flowlm::comm::Environment mpi(argc, argv);
@@ -21,7 +21,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   std::string dir;
   int count = 5;
-  flowlm::model::GPTConfig cfg{6, 8, 512, 50257, 1024};
+  flowlm::model::ModelConfig cfg = flowlm::model::gpt2_config(6, 8, 512, 50257, 1024);
   auto* make = app.add_subcommand("make", "write step_*.h5 checkpoints of a GPT shape");
   make->add_option("dir", dir)->required();
   make->add_option("--count", count);
@@ -35,7 +35,7 @@ int main(int argc, char** argv) {
   try {
     if (*make) {
       cfg.n_head = 8;
-      flowlm::model::GPT gpt(cfg);
+      flowlm::model::Transformer gpt(cfg);
       for (int i = 1; i <= count; ++i) {
         gpt.init_random(static_cast<std::uint64_t>(i));
         flowlm::io::CheckpointMeta meta;

@@ -16,7 +16,7 @@
 #include "comm/comm.hpp"
 #include "kernels/backend.hpp"
 #include "kernels/kernels.hpp"
-#include "model/gpt.hpp"
+#include "model/transformer.hpp"
 #include "train/optimizer.hpp"
 
 int main(int argc, char** argv) {
@@ -42,7 +42,7 @@ int main(int argc, char** argv) {
   }
   const std::int64_t B = batch / world.size();
 
-  flowlm::model::GPT gpt({n_layer, n_head, n_embd, vocab, seq});
+  flowlm::model::Transformer gpt(flowlm::model::gpt2_config(n_layer, n_head, n_embd, vocab, seq));
   gpt.init_random(1);
   flowlm::train::AdamW opt(gpt, flowlm::train::AdamWParams{});
   std::mt19937 rng(static_cast<unsigned>(42 + world.rank()));
@@ -59,7 +59,7 @@ int main(int argc, char** argv) {
     const auto t0 = std::chrono::steady_clock::now();
     gpt.zero_grad();
     loss = gpt.forward(x.data(), y.data(), nullptr, B, seq);
-    gpt.backward(x.data(), y.data(), dloss.data());
+    gpt.backward(dloss.data());
     if (world.size() > 1) world.allreduce_sum(gpt.grads(), gpt.num_params());
     const double norm = std::sqrt(flowlm::kernels::sum_squares(gpt.grads(), gpt.num_params()));
     opt.step(gpt.params(), gpt.grads(), 3e-4f, flowlm::train::clip_scale(norm, 1.0));

@@ -62,7 +62,7 @@ expect "out of range names key and value" 1 "optim.lr = -1.*out of range" -- "$b
 expect "wrong type" 1 "train.max_steps must be an integer" -- "$bin" train job.toml --set train.max_steps=ten
 printf '[model\nn_layer = 2\n' > broken.toml
 expect "malformed TOML names file and line" 1 "broken.toml:1" -- "$bin" train broken.toml
-expect "inconsistent keys" 1 "n_embd = 8 must be divisible by model.n_head = 3" -- "$bin" train job.toml --set model.n_head=3
+expect "inconsistent keys" 1 "model.n_embd = 8 is not a multiple of model.n_head = 3" -- "$bin" train job.toml --set model.n_head=3
 expect "train without data" 1 "data.train" -- "$bin" train job.toml
 expect "inspect a missing file" 1 "missing.h5" -- "$bin" inspect missing.h5
 echo "not hdf5" > fake.h5

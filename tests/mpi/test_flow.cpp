@@ -84,7 +84,7 @@ struct Accuracy {
 };
 
 Accuracy evaluate(const fs::path& ckpt, const std::vector<fs::path>& old_sets, const fs::path& target_set) {
-  auto gpt = train::load_gpt(ckpt);
+  auto gpt = model::load_model(ckpt);
   const auto self = Communicator::self();
   Accuracy a;
   for (const auto& p : old_sets)

@@ -16,7 +16,7 @@
 #include "data/tokenizer.hpp"
 #include "io/checkpoint.hpp"
 #include "io/hdf5.hpp"
-#include "model/gpt.hpp"
+#include "model/transformer.hpp"
 #include "support/testing.hpp"
 #include "train/flow.hpp"
 #include "train/trainer.hpp"
@@ -45,8 +45,7 @@ class ScoreMpi : public ::testing::Test {
     }
     // A "pre-trained" model: seeded random weights, written collectively.
     const auto job = config::parse_job(std::string(kModel) + "[train]\nseq_len = 24\n", "model");
-    model::GPT gpt(
-        {job.model.n_layer, job.model.n_head, job.model.n_embd, job.model.vocab_size, job.model.block_size});
+    model::Transformer gpt(job.model);
     gpt.init_random(11);
     io::CheckpointMeta meta;
     meta.step = 5;

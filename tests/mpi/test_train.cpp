@@ -14,7 +14,7 @@
 #include "core/error.hpp"
 #include "data/shard.hpp"
 #include "io/checkpoint.hpp"
-#include "model/gpt.hpp"
+#include "model/transformer.hpp"
 #include "support/testing.hpp"
 #include "train/trainer.hpp"
 
@@ -148,8 +148,7 @@ TEST_F(TrainMpi, OnlineEmaFollowsTheSavedWeights) {
   if (world.is_root()) {
     // ema_0 = the initial weights, ema_k = d ema_{k-1} + (1 - d) w_k, from the raw checkpoints.
     const auto job = tiny_job(dir.path(), dir / "ema", {});
-    flowlm::model::GPT gpt(
-        {job.model.n_layer, job.model.n_head, job.model.n_embd, job.model.vocab_size, job.model.block_size});
+    flowlm::model::Transformer gpt(job.model);
     gpt.init_random(static_cast<std::uint64_t>(job.run.seed));
     std::vector<double> ema(gpt.params(), gpt.params() + gpt.num_params());
     for (int step = 1; step <= 4; ++step) {

@@ -11,7 +11,7 @@
 #include "config/config.hpp"
 #include "core/error.hpp"
 #include "io/checkpoint.hpp"
-#include "model/gpt.hpp"
+#include "model/transformer.hpp"
 #include "support/testing.hpp"
 #include "train/inherit.hpp"
 
@@ -20,7 +20,7 @@ namespace {
 using flowlm::comm::Communicator;
 namespace fs = std::filesystem;
 
-const flowlm::model::GPTConfig kSource{4, 2, 8, 16, 12};
+const flowlm::model::ModelConfig kSource = flowlm::model::gpt2_config(4, 2, 8, 16, 12);
 
 std::string source_toml(std::int64_t n_head) {
   return "[model]\nn_layer = 4\nn_head = " + std::to_string(n_head) +
@@ -51,9 +51,9 @@ class Inherit : public ::testing::Test {
   }
 
   /// Checks every tensor of `small` against the source block map and the copy flags.
-  void expect_tensors(const flowlm::model::GPT& small, const std::vector<std::int64_t>& blocks, bool wte,
-                      bool wpe, bool lnf) {
-    flowlm::model::GPT fresh(small.config());
+  void expect_tensors(const flowlm::model::Transformer& small, const std::vector<std::int64_t>& blocks,
+                      bool wte, bool wpe, bool lnf) {
+    flowlm::model::Transformer fresh(small.config());
     fresh.init_random(5);  // what a tensor that is not copied must hold
     for (const auto& p : small.param_table()) {
       const float* got = small.params() + p.offset;
@@ -81,7 +81,7 @@ class Inherit : public ::testing::Test {
     }
   }
 
-  flowlm::model::GPT source{kSource};
+  flowlm::model::Transformer source{kSource};
   flowlm::testing::TempDir dir{"flowlm-inherit"};
 };
 
@@ -145,7 +145,7 @@ TEST_F(Inherit, WritesASmallCheckpointWithItsProvenance) {
   EXPECT_EQ(recorded.model.n_head, 2);
   // Reading it back into a fresh 2-block model gives exactly the in-memory result.
   const auto inh = flowlm::train::inherit_model(j.inherit, j, 5);
-  flowlm::model::GPT loaded(inh.gpt.config());
+  flowlm::model::Transformer loaded(inh.gpt.config());
   const auto listed = r.tensors("model");
   ASSERT_EQ(listed.size(), loaded.param_table().size());
   for (const auto& p : loaded.param_table()) r.read("model", p.name, p.shape, loaded.params() + p.offset);
@@ -158,7 +158,7 @@ TEST_F(Inherit, HeadCountFallsBackToTheJobWithoutASourceConfig) {
   flowlm::io::CheckpointMeta meta;
   meta.data_cursor = {0};
   flowlm::io::write_checkpoint(dir / "bare.h5", meta, refs, {}, Communicator::self());
-  const auto cfg = flowlm::train::checkpoint_model_config(dir / "bare.h5", 4);
+  const auto cfg = flowlm::model::read_model_config(flowlm::io::CheckpointReader(dir / "bare.h5"), 4);
   EXPECT_EQ(cfg.n_layer, 4);
   EXPECT_EQ(cfg.n_head, 4);
   EXPECT_EQ(cfg.n_embd, 8);

@@ -10,16 +10,18 @@
 
 #include "core/error.hpp"
 #include "kernels/kernels.hpp"
-#include "model/gpt.hpp"
+#include "model/transformer.hpp"
 
 using flowlm::index_t;
-using flowlm::model::GPT;
-using flowlm::model::GPTConfig;
+using flowlm::model::ModelConfig;
 using flowlm::model::ParamSpec;
+using flowlm::model::Transformer;
+using GPT = Transformer;
+using GPTConfig = ModelConfig;
 
 namespace {
 
-GPTConfig tiny_config() { return GPTConfig{2, 2, 8, 11, 8}; }  // L, NH, C, V, block_size
+GPTConfig tiny_config() { return flowlm::model::gpt2_config(2, 2, 8, 11, 8); }  // L, NH, C, V, block_size
 
 std::vector<std::int32_t> random_tokens(index_t n, index_t V, unsigned seed) {
   std::mt19937 rng(seed);
@@ -67,7 +69,7 @@ double weighted_loss(GPT& gpt, const std::vector<std::int32_t>& tok, const std::
 }  // namespace
 
 TEST(Model, ParamTableOfGpt2Small) {
-  const GPTConfig cfg{12, 12, 768, 50257, 1024};
+  const GPTConfig cfg = flowlm::model::gpt2_config(12, 12, 768, 50257, 1024);
   EXPECT_EQ(flowlm::model::count_params(cfg), 124439808);
   const auto t = flowlm::model::make_param_table(cfg);
   ASSERT_EQ(t.size(), 2u + 12u * 12u + 2u);
@@ -104,11 +106,11 @@ TEST(Model, ParamTableOfGpt2Small) {
 }
 
 TEST(Model, RejectsBadConfigAndUnknownNames) {
-  EXPECT_THROW(GPT(GPTConfig{0, 2, 8, 11, 8}), flowlm::ConfigError);
-  EXPECT_THROW(GPT(GPTConfig{2, 3, 8, 11, 8}), flowlm::ConfigError);
-  EXPECT_THROW(GPT(GPTConfig{2, 2, 8, 0, 8}), flowlm::ConfigError);
+  EXPECT_THROW(GPT(flowlm::model::gpt2_config(0, 2, 8, 11, 8)), flowlm::ConfigError);
+  EXPECT_THROW(GPT(flowlm::model::gpt2_config(2, 3, 8, 11, 8)), flowlm::ConfigError);
+  EXPECT_THROW(GPT(flowlm::model::gpt2_config(2, 2, 8, 0, 8)), flowlm::ConfigError);
   try {
-    GPT(GPTConfig{2, 3, 8, 11, 8});
+    GPT(flowlm::model::gpt2_config(2, 3, 8, 11, 8));
   } catch (const flowlm::ConfigError& e) {
     EXPECT_NE(std::string(e.what()).find("n_head"), std::string::npos) << e.what();
   }
@@ -124,7 +126,7 @@ TEST(Model, RejectsBadConfigAndUnknownNames) {
 }
 
 TEST(Model, InitStatistics) {
-  GPT gpt(GPTConfig{4, 4, 96, 300, 64});
+  GPT gpt(flowlm::model::gpt2_config(4, 4, 96, 300, 64));
   gpt.init_random(1234);
   const auto& qkv = gpt.param_spec("transformer.h.1.attn.c_attn.weight");
   EXPECT_NEAR(std_of(gpt.params() + qkv.offset, qkv.numel), 0.02, 0.001);
@@ -146,7 +148,7 @@ TEST(Model, InitStatistics) {
     }
   }
   // Deterministic per seed, different across seeds.
-  GPT again(GPTConfig{4, 4, 96, 300, 64});
+  GPT again(flowlm::model::gpt2_config(4, 4, 96, 300, 64));
   again.init_random(1234);
   EXPECT_TRUE(std::equal(gpt.params(), gpt.params() + gpt.num_params(), again.params()));
   again.init_random(1235);
@@ -154,7 +156,7 @@ TEST(Model, InitStatistics) {
 }
 
 TEST(Model, LossAtInitIsLogVocab) {
-  const GPTConfig cfg{2, 4, 32, 97, 16};
+  const GPTConfig cfg = flowlm::model::gpt2_config(2, 4, 32, 97, 16);
   GPT gpt(cfg);
   gpt.init_random(7);
   const index_t B = 4, T = 16;
@@ -219,7 +221,7 @@ TEST(Model, GradientMatchesFiniteDifferences) {
 
   gpt.zero_grad();
   gpt.forward(tok.data(), tgt.data(), nullptr, B, T);
-  gpt.backward(tok.data(), tgt.data(), w.data());
+  gpt.backward(w.data());
   const std::vector<float> g(gpt.grads(), gpt.grads() + gpt.num_params());
 
   const float h = 1e-2f;
@@ -306,7 +308,7 @@ TEST(Model, MaskedTokensContributeNoGradient) {
 }
 
 TEST(Model, AdamWOverfitsOneBatch) {
-  const GPTConfig cfg{2, 2, 32, 23, 16};
+  const GPTConfig cfg = flowlm::model::gpt2_config(2, 2, 32, 23, 16);
   GPT gpt(cfg);
   gpt.init_random(5);
   const index_t B = 2, T = 16, N = B * T;

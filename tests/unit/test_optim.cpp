@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "core/error.hpp"
-#include "model/gpt.hpp"
+#include "model/transformer.hpp"
 #include "train/optimizer.hpp"
 #include "train/schedule.hpp"
 
@@ -102,7 +102,7 @@ TEST(Optim, ClipScale) {
 // With zero gradients the update is pure weight decay: p *= 1 - lr * wd where decay applies.
 TEST(Optim, WeightDecayOnlyOnMatrices) {
   for (bool decay_emb : {false, true}) {
-    flowlm::model::GPT gpt(flowlm::model::GPTConfig{2, 2, 8, 11, 8});
+    flowlm::model::Transformer gpt(flowlm::model::gpt2_config(2, 2, 8, 11, 8));
     gpt.init_random(3);
     for (index_t i = 0; i < gpt.num_params(); ++i) gpt.params()[i] += 0.5f;  // biases nonzero too
     const std::vector<float> p0(gpt.params(), gpt.params() + gpt.num_params());
@@ -124,7 +124,7 @@ TEST(Optim, WeightDecayOnlyOnMatrices) {
 
 // Three steps against the textbook formula, with a gradient scale.
 TEST(Optim, AdamWMatchesFormula) {
-  flowlm::model::GPT gpt(flowlm::model::GPTConfig{1, 2, 8, 11, 8});
+  flowlm::model::Transformer gpt(flowlm::model::gpt2_config(1, 2, 8, 11, 8));
   gpt.init_random(9);
   const index_t n = gpt.num_params();
   std::vector<double> p(gpt.params(), gpt.params() + n), m(n, 0.0), v(n, 0.0);
@@ -156,7 +156,7 @@ TEST(Optim, AdamWMatchesFormula) {
 }
 
 TEST(Optim, RejectsGappedTable) {
-  auto table = flowlm::model::make_param_table(flowlm::model::GPTConfig{1, 2, 8, 11, 8});
+  auto table = flowlm::model::make_param_table(flowlm::model::gpt2_config(1, 2, 8, 11, 8));
   table[3].offset += 1;
   EXPECT_THROW(AdamW(table, AdamWParams{}), flowlm::Error);
 }

@@ -19,7 +19,7 @@
 #include "data/loader.hpp"
 #include "data/shard.hpp"
 #include "io/checkpoint.hpp"
-#include "model/gpt.hpp"
+#include "model/transformer.hpp"
 #include "support/testing.hpp"
 #include "train/average.hpp"
 #include "train/evaluate.hpp"
@@ -64,10 +64,8 @@ flowlm::config::JobConfig job(const fs::path& data, const fs::path& run, std::ui
 
 /// Mean loss of a checkpoint over every validation window.
 double val_loss(const fs::path& ckpt, const flowlm::config::JobConfig& j) {
-  const auto& m = j.model;
-  flowlm::model::GPT gpt({m.n_layer, m.n_head, m.n_embd, m.vocab_size, m.block_size});
-  const flowlm::io::CheckpointReader r(ckpt);
-  for (const auto& p : gpt.param_table()) r.read("model", p.name, p.shape, gpt.params() + p.offset);
+  auto model = flowlm::model::load_model(ckpt);
+  auto& gpt = *model;
   const flowlm::data::TokenDataset val(flowlm::data::expand_paths(j.data.val), j.train.seq_len,
                                        j.model.vocab_size);
   return flowlm::train::evaluate_windows(gpt, val, 64, 16, Communicator::self()).mean();

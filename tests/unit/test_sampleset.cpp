@@ -234,7 +234,7 @@ TEST(Evaluate, ExactMatchFromOnePassEqualsGreedyDecoding) {
       "[finetune]\ntrain_set = '" +
       (dir / "train.h5").string() + "'\n";
   flowlm::train::run_training(flowlm::config::parse_job(toml, "exact-match job"), comm::Communicator::self());
-  auto gpt = flowlm::train::load_gpt(dir / "run" / flowlm::io::checkpoint_name(steps));
+  auto gpt = flowlm::model::load_model(dir / "run" / flowlm::io::checkpoint_name(steps));
   write_synthetic_sample_set(
       dir / "eval.h5", synthetic_mixture({"copy", "reverse"}, 40, 4, Split::heldout, shortish), tok, 16);
   const SampleSet set = read_sample_set(dir / "eval.h5");
