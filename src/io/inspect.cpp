@@ -87,6 +87,14 @@ void inspect_file(const std::filesystem::path& file, std::ostream& out) {
   out << fmt::format("attributes ({}):\n", attrs.size());
   for (const auto& a : attrs)
     out << fmt::format("  {} = {}\n", a, short_text(f.attr_text(a), f.attr_kind(a) == h5::DType::string));
+  if (f.is_group("/model") && !f.attr_names("/model").empty()) {
+    std::string line;
+    for (const auto& a : f.attr_names("/model"))
+      line +=
+          fmt::format("{}{} = {}", line.empty() ? "" : ", ", a,
+                      short_text(f.attr_text(a, "/model"), f.attr_kind(a, "/model") == h5::DType::string));
+    out << fmt::format("model config (/model attributes): {}\n", line);
+  }
 
   const auto sets = f.list_datasets("/");
   out << fmt::format("datasets ({}):\n", sets.size());

@@ -99,6 +99,34 @@ expect "train still checks them" 1 "train.seq_len = 16 must be <= model.block_si
   "$bin" train job.toml --set model.block_size=8
 expect "dry-run of train checks them too" 1 "model.block_size = 8" -- \
   "$bin" train job.toml --set model.block_size=8 --dry-run
+# Every family through the same stages: train, eval, inherit, average, train from the inherited.
+for arch in llama gemma2; do
+  fam=(--set model.arch=$arch --set model.n_kv_head=1 --set run.dir=run_$arch)
+  expect "$arch: train" 0 "step +3/3 \| loss" -- "$bin" train job.toml "${fam[@]}" --set checkpoint.save_every=1
+  expect "$arch: checkpoint records the family" 0 "arch.*$arch" -- "$bin" inspect run_$arch/step_00000003.h5
+  expect "$arch: eval" 0 "step_00000003.h5 +text_val_\*.bin +[0-9.]+" -- \
+    "$bin" eval job.toml "${fam[@]}" --set "eval.checkpoints=[\"run_$arch\"]" --set 'eval.sets=["data/text_val_*.bin"]'
+  expect "$arch: average" 0 "average: wrote" -- \
+    "$bin" average job.toml "${fam[@]}" --set "average.inputs=[\"run_$arch\"]" --set average.mode=swa \
+    --set average.output_dir=avg_$arch
+  expect "$arch: inherit" 0 "inherit: wrote" -- "$bin" inherit job.toml "${fam[@]}" \
+    --set inherit.from=run_$arch/step_00000003.h5 --set inherit.output=small_$arch.h5 --set inherit.layers=1
+  expect "$arch: train from the inherited model" 0 "initialized from small_$arch.h5" -- "$bin" train job.toml \
+    "${fam[@]}" --set model.n_layer=1 --set model.init_from=small_$arch.h5 --set run.dir=run_small_$arch
+  expect "$arch: a job of another shape is refused" 1 "small_$arch.h5.*differs" -- "$bin" train job.toml \
+    "${fam[@]}" --set model.n_layer=1 --set model.n_ff=64 --set model.init_from=small_$arch.h5 --set run.dir=run_x
+done
+# FLOW on a Llama-style model: prepare a sample set, score it, fine-tune with the weights.
+for i in $(seq 40); do printf '{"prompt": "q%d=", "answer": "a%d"}\n' "$i" "$((i * 7))"; done > ft.jsonl
+llama=(--set model.arch=llama --set model.n_kv_head=1)
+expect "llama: prepare a sample set" 0 "prepare" -- "$bin" prepare job.toml --set prepare.format=jsonl \
+  --set 'prepare.inputs=["ft.jsonl"]' --set prepare.output_dir=ft --set prepare.name=ft --set prepare.block_size=16
+expect "llama: score" 0 "tau = " -- "$bin" score job.toml "${llama[@]}" --set score.checkpoint=run_llama/step_00000003.h5 \
+  --set score.sample_set=ft/ft_train.h5 --set score.output=ft/scores.h5
+expect "llama: FLOW fine-tune" 0 "FLOW weights from ft/scores.h5" -- "$bin" train job.toml "${llama[@]}" \
+  --set model.init_from=run_llama/step_00000003.h5 --set finetune.method=flow --set finetune.train_set=ft/ft_train.h5 \
+  --set finetune.scores=ft/scores.h5 --set run.dir=run_llama_flow
+expect "an unknown backend names run.backend" 1 "run.backend" -- "$bin" train job.toml --set run.backend=cuda
 head -c 2000 run/step_00000003.h5 > run/step_00000009.h5
 expect "resume skips a corrupt newest checkpoint" 0 "resuming from run/step_00000003.h5" -- \
   "$bin" train job.toml --set train.resume=true --set train.max_steps=4
