@@ -25,6 +25,7 @@
 #include "config/config.hpp"
 #include "core/error.hpp"
 #include "core/log.hpp"
+#include "core/stats.hpp"
 #include "data/synthetic.hpp"
 #include "data/tokenizer.hpp"
 #include "flowlm/build_config.hpp"
@@ -60,20 +61,6 @@ struct Plan {
   std::int64_t lawa_k = 5;
   std::int64_t small_steps = 300;  // Inheritune vs random init
 };
-
-/// Mean and standard error of the mean (0 for fewer than two values).
-struct MeanSe {
-  double mean = 0, se = 0;
-};
-MeanSe mean_se(const std::vector<double>& x) {
-  MeanSe r;
-  if (x.empty()) return r;
-  for (const double v : x) r.mean += v / static_cast<double>(x.size());
-  double ss = 0;
-  for (const double v : x) ss += (v - r.mean) * (v - r.mean);
-  if (x.size() > 1) r.se = std::sqrt(ss / static_cast<double>(x.size() - 1) / static_cast<double>(x.size()));
-  return r;
-}
 
 /// The console of a pipeline run: one line per step, redrawn in place with a bar, the
 /// percentage and the ETA on a terminal, printed once when the step ends otherwise (batch

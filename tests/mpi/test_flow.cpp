@@ -24,6 +24,7 @@
 
 #include "comm/comm.hpp"
 #include "config/config.hpp"
+#include "core/stats.hpp"
 #include "data/sampleset.hpp"
 #include "data/synthetic.hpp"
 #include "data/tokenizer.hpp"
@@ -94,19 +95,6 @@ Accuracy evaluate(const fs::path& ckpt, const std::vector<fs::path>& old_sets, c
   a.target = t.accuracy();
   a.target_loss = t.answer_loss.mean();
   return a;
-}
-
-/// Mean and standard error of the mean.
-struct MeanSe {
-  double mean = 0, se = 0;
-};
-MeanSe mean_se(const std::vector<double>& x) {
-  MeanSe r;
-  for (const double v : x) r.mean += v / static_cast<double>(x.size());
-  double ss = 0;
-  for (const double v : x) ss += (v - r.mean) * (v - r.mean);
-  if (x.size() > 1) r.se = std::sqrt(ss / static_cast<double>(x.size() - 1) / static_cast<double>(x.size()));
-  return r;
 }
 
 TEST(FlowExperiment, FlowRetainsMoreOfThePretrainingTasksThanStandardFineTuning) {

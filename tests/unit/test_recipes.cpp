@@ -16,6 +16,7 @@
 
 #include "comm/comm.hpp"
 #include "config/config.hpp"
+#include "core/stats.hpp"
 #include "data/loader.hpp"
 #include "data/shard.hpp"
 #include "io/checkpoint.hpp"
@@ -28,6 +29,8 @@
 
 namespace {
 
+using flowlm::mean_se;
+using flowlm::MeanSe;
 using flowlm::comm::Communicator;
 namespace fs = std::filesystem;
 
@@ -69,19 +72,6 @@ double val_loss(const fs::path& ckpt, const flowlm::config::JobConfig& j) {
   const flowlm::data::TokenDataset val(flowlm::data::expand_paths(j.data.val), j.train.seq_len,
                                        j.model.vocab_size);
   return flowlm::train::evaluate_windows(gpt, val, 64, 16, Communicator::self()).mean();
-}
-
-/// Mean and standard error of the mean over seeds.
-struct MeanSe {
-  double mean = 0, se = 0;
-};
-MeanSe mean_se(const std::vector<double>& x) {
-  MeanSe r;
-  for (const double v : x) r.mean += v / static_cast<double>(x.size());
-  double ss = 0;
-  for (const double v : x) ss += (v - r.mean) * (v - r.mean);
-  if (x.size() > 1) r.se = std::sqrt(ss / static_cast<double>(x.size() - 1) / static_cast<double>(x.size()));
-  return r;
 }
 
 const std::vector<std::uint64_t> kSeeds = {1, 2, 3, 4, 5};
