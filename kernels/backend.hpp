@@ -152,6 +152,8 @@ class Backend : public Deallocator {
                             const TensorView& grad, const AdamwParams& p) = 0;
   /// \brief sum_i x[i]^2, accumulated in double (gradient norms).
   virtual double sum_squares(const TensorView& x) = 0;
+  /// \brief sum_i x[i] * y[i], accumulated in double (weighted losses); x and y of one shape.
+  virtual double dot(const TensorView& x, const TensorView& y) = 0;
   /// \brief x *= s.
   virtual void scale(const TensorView& x, float s) = 0;
   /// \brief True when no element of x is NaN or Inf.

@@ -52,6 +52,7 @@ struct CpuKernels {
   decltype(&ref::per_sample_loss) per_sample_loss;
   decltype(&ref::adamw_update) adamw_update;
   decltype(&ref::sum_squares) sum_squares;
+  decltype(&ref::dot) dot;
   decltype(&ref::scale) scale;
   decltype(&ref::all_finite) all_finite;
   decltype(&ref::axpby) axpby;
@@ -66,7 +67,8 @@ struct CpuKernels {
         static_cast<CpuKernels::AttnBwd>(&ns::attention_backward), &ns::gelu_forward, &ns::gelu_backward,   \
         &ns::glu_forward, &ns::glu_backward, &ns::residual_forward, &ns::residual_backward,                 \
         &ns::softcap_forward, &ns::softcap_backward, &ns::crossentropy_forward, &ns::crossentropy_backward, \
-        &ns::per_sample_loss, &ns::adamw_update, &ns::sum_squares, &ns::scale, &ns::all_finite, &ns::axpby  \
+        &ns::per_sample_loss, &ns::adamw_update, &ns::sum_squares, &ns::dot, &ns::scale, &ns::all_finite,   \
+        &ns::axpby                                                                                          \
   }
 
 constexpr std::size_t kAlign = 64;  // a cache line: what the vectorised kernels like to start on
@@ -377,6 +379,11 @@ class CpuBackend final : public Backend {
     const ArgCheck a(*this, Op::sum_squares, "sum_squares");
     a.floats("x", x);
     return k_.sum_squares(x.f32(), x.numel());
+  }
+  double dot(const TensorView& x, const TensorView& y) override {
+    const ArgCheck a(*this, Op::dot, "dot");
+    const index_t n = check_same(a, x, {{"y", &y}}, "x");
+    return k_.dot(x.f32(), y.f32(), n);
   }
   void scale(const TensorView& x, float s) override {
     const ArgCheck a(*this, Op::scale, "scale");

@@ -32,6 +32,8 @@ const char* op_name(Op op) {
       return "adamw";
     case Op::sum_squares:
       return "sum_squares";
+    case Op::dot:
+      return "dot";
     case Op::scale:
       return "scale";
     case Op::all_finite:

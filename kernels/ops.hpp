@@ -24,16 +24,17 @@ enum class Op {
   per_sample_loss,
   adamw,
   sum_squares,
+  dot,
   scale,
   all_finite,
   axpby,
 };
 
 /// \brief All of Op, in declaration order.
-inline constexpr std::array<Op, 17> kAllOps{
-    Op::embedding, Op::layernorm,   Op::rmsnorm,  Op::matmul,     Op::rope,         Op::attention,
-    Op::gelu,      Op::glu,         Op::residual, Op::softcap,    Op::crossentropy, Op::per_sample_loss,
-    Op::adamw,     Op::sum_squares, Op::scale,    Op::all_finite, Op::axpby};
+inline constexpr std::array<Op, 18> kAllOps{
+    Op::embedding, Op::layernorm,   Op::rmsnorm,  Op::matmul,  Op::rope,         Op::attention,
+    Op::gelu,      Op::glu,         Op::residual, Op::softcap, Op::crossentropy, Op::per_sample_loss,
+    Op::adamw,     Op::sum_squares, Op::dot,      Op::scale,   Op::all_finite,   Op::axpby};
 
 /// \brief "matmul", "attention", ...
 const char* op_name(Op op);

@@ -1,4 +1,4 @@
-// Host vector ops: sum of squares, scale, finiteness, axpby. Reductions sum fixed blocks into a vector
+// Host vector ops: sum of squares, dot, scale, finiteness, axpby. Reductions sum fixed blocks into a vector
 // of partials that is then added in order, so results do not depend on the thread count.
 #include <cmath>
 
@@ -20,6 +20,22 @@ double sum_squares(const float* x, index_t n) {
     double s = 0.0;
 #pragma omp simd reduction(+ : s)
     for (index_t i = i0; i < i1; ++i) s += static_cast<double>(x[i]) * x[i];
+    part[i0 / kBlock] = s;
+  });
+  double total = 0.0;
+  for (const double s : partial) total += s;
+  return total;
+}
+
+// sum_i x_i y_i in double, blocked like sum_squares.
+double dot(const float* x, const float* y, index_t n) {
+  const index_t nb = (n + kBlock - 1) / kBlock;
+  std::vector<double> partial(static_cast<std::size_t>(nb));
+  double* part = partial.data();
+  for_blocks("flowlm::dot", n, [=](index_t i0, index_t i1) {
+    double s = 0.0;
+#pragma omp simd reduction(+ : s)
+    for (index_t i = i0; i < i1; ++i) s += static_cast<double>(x[i]) * y[i];
     part[i0 / kBlock] = s;
   });
   double total = 0.0;

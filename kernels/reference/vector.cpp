@@ -1,4 +1,5 @@
-// Reference vector ops: sum of squares (gradient norm), scale, finiteness (NaN checks), axpby.
+// Reference vector ops: sum of squares (gradient norm), dot (weighted losses), scale,
+// finiteness (NaN checks), axpby.
 #include <cmath>
 
 #include "kernels/kernels.hpp"
@@ -8,6 +9,12 @@ namespace flowlm::kernels::ref {
 double sum_squares(const float* x, index_t n) {
   double s = 0.0;
   for (index_t i = 0; i < n; ++i) s += static_cast<double>(x[i]) * x[i];
+  return s;
+}
+
+double dot(const float* x, const float* y, index_t n) {
+  double s = 0.0;
+  for (index_t i = 0; i < n; ++i) s += static_cast<double>(x[i]) * y[i];
   return s;
 }
 

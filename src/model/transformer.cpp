@@ -139,6 +139,11 @@ const float* Transformer::grads() const {
   return grads_ ? static_cast<const float*>(grads_.data()) : nullptr;
 }
 
+k::TensorView Transformer::grads_view() {
+  if (!grads_) grads_ = backend_->alloc(k::DType::f32, {num_params_});
+  return grads_.view();
+}
+
 void Transformer::zero_grad() {
   if (!grads_)
     grads_ = backend_->alloc(k::DType::f32, {num_params_});  // zero-filled
@@ -444,6 +449,11 @@ const float* Transformer::token_losses() const {
   require_host("token_losses");
   if (!acts_) fail<Error>("Transformer::token_losses: no forward pass has run yet");
   return static_cast<const float*>(acts_.data()) + off_losses_;
+}
+
+k::TensorView Transformer::token_losses_view() const {
+  if (!acts_) fail<Error>("Transformer::token_losses_view: no forward pass has run yet");
+  return act_view(off_losses_, {B_ * T_});
 }
 
 const float* Transformer::logits() const {

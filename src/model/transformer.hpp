@@ -41,6 +41,12 @@ class Transformer {
   const float* grads() const;
   /// \brief Sets every gradient to zero (allocates the buffer if needed).
   void zero_grad();
+  /// \brief The flat parameter / gradient buffers as views [num_params()] on backend(), for
+  /// backend ops (optimizer, EMA, L2-to-init, norms); any backend.
+  kernels::TensorView params_view() const { return params_.view(); }
+  kernels::TensorView grads_view();
+  /// \brief Per-token losses [B*T] of the last forward, as a view on backend().
+  kernels::TensorView token_losses_view() const;
 
   const std::vector<ParamSpec>& param_table() const { return table_; }
   /// \brief The spec of a named tensor; throws Error naming the unknown name.

@@ -1,9 +1,11 @@
-// AdamW over the model's flat parameter buffer, and global gradient-norm clipping.
+// AdamW over the model's flat parameter buffer (moments on the model's backend), and global
+// gradient-norm clipping.
 #pragma once
 
 #include <vector>
 
 #include "core/types.hpp"
+#include "kernels/backend.hpp"
 #include "model/transformer.hpp"
 
 namespace flowlm::train {
@@ -17,23 +19,28 @@ struct AdamWParams {
   bool decay_embeddings = false;  ///< also decay wte/wpe; biases and LayerNorm params never decay
 };
 
-/// \brief AdamW with flat moments m, v in the model's parameter layout.
+/// \brief AdamW with flat moments m, v in the model's parameter layout, on one backend.
 class AdamW {
  public:
-  /// \brief Moments for every tensor of `table` (zero), step count 0.
-  AdamW(const std::vector<model::ParamSpec>& table, const AdamWParams& hp);
-  AdamW(const model::Transformer& gpt, const AdamWParams& hp) : AdamW(gpt.param_table(), hp) {}
+  /// \brief Moments for every tensor of `table` (zero) on `backend`, step count 0; the backend
+  /// must outlive the optimizer.
+  AdamW(const std::vector<model::ParamSpec>& table, const AdamWParams& hp, kernels::Backend& backend);
+  AdamW(const model::Transformer& gpt, const AdamWParams& hp) : AdamW(gpt.param_table(), hp, gpt.backend()) {}
 
   /// \brief One update of the whole flat buffer with g = grads * grad_scale; increments
-  /// step_count() first (the bias correction uses the new count, >= 1).
+  /// step_count() first (the bias correction uses the new count, >= 1). Views of size() on the
+  /// optimizer's backend.
+  void step(const kernels::TensorView& params, const kernels::TensorView& grads, float lr,
+            float grad_scale = 1.0f);
+  /// \brief The same on host pointers (host backends only).
   void step(float* params, const float* grads, float lr, float grad_scale = 1.0f);
 
-  /// \brief First and second moments [size()], for checkpoints.
-  float* m() { return m_.data(); }
-  const float* m() const { return m_.data(); }
-  float* v() { return v_.data(); }
-  const float* v() const { return v_.data(); }
-  index_t size() const { return static_cast<index_t>(m_.size()); }
+  /// \brief First and second moments [size()] as host pointers, for checkpoints (host backends).
+  float* m() { return host(m_); }
+  const float* m() const { return host(m_); }
+  float* v() { return host(v_); }
+  const float* v() const { return host(v_); }
+  index_t size() const { return size_; }
 
   /// \brief Updates taken so far (restored from a checkpoint with set_step_count).
   long step_count() const { return step_; }
@@ -51,9 +58,13 @@ class AdamW {
     index_t offset, numel;
     bool decay;
   };
+  float* host(const kernels::Buffer& b) const;
+
   AdamWParams hp_;
+  kernels::Backend* backend_;
   std::vector<Run> runs_;
-  std::vector<float> m_, v_;
+  index_t size_ = 0;
+  kernels::Buffer m_, v_;
   long step_ = 0;
 };
 

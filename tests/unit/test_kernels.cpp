@@ -369,6 +369,14 @@ OpCase sum_squares_case(std::string name, index_t n) {
   return c;
 }
 
+OpCase dot_case(std::string name, index_t n) {
+  OpCase c{std::move(name), Op::dot};
+  c.args = {{"x", Role::in, {n}, normal()}, {"y", Role::in, {n}, normal()}};
+  c.tol_f32 = 1e-9;
+  c.forward = [](Backend& be, Tensors& t) { t.scalar("dot") = be.dot(t["x"], t["y"]); };
+  return c;
+}
+
 OpCase scale_case(std::string name, index_t n, float s) {
   OpCase c{std::move(name), Op::scale};
   c.args = {{"x", Role::inout, {n}, normal()}};
@@ -455,6 +463,8 @@ const std::vector<OpCase>& op_cases() {
       adamw_case("adamw_step3", 20001, AdamwParams{1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f, 0.5f, 3}),
       adamw_case("adamw_step1_no_decay", 77, AdamwParams{3e-4f, 0.9f, 0.999f, 1e-8f, 0.0f, 1.0f, 1}),
       sum_squares_case("sum_squares", 20001),
+      dot_case("dot", 20001),
+      dot_case("dot_short", 7),
       scale_case("scale", 20001, -0.25f),
       all_finite_case("all_finite_clean", 20001, 0.0f, 0),
       all_finite_case("all_finite_nan", 20001, kNaN, 9000),

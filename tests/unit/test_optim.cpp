@@ -10,6 +10,7 @@
 #include "model/transformer.hpp"
 #include "train/optimizer.hpp"
 #include "train/schedule.hpp"
+#include "train/weight_copies.hpp"
 
 using flowlm::index_t;
 using flowlm::train::AdamW;
@@ -158,5 +159,35 @@ TEST(Optim, AdamWMatchesFormula) {
 TEST(Optim, RejectsGappedTable) {
   auto table = flowlm::model::make_param_table(flowlm::model::gpt2_config(1, 2, 8, 11, 8));
   table[3].offset += 1;
-  EXPECT_THROW(AdamW(table, AdamWParams{}), flowlm::Error);
+  const auto backend = flowlm::kernels::make_backend("reference");
+  EXPECT_THROW(AdamW(table, AdamWParams{}, *backend), flowlm::Error);
+}
+
+// L2-to-init adds 2 lambda (theta - theta0) / P to the gradients and returns lambda |theta - theta0|^2 / P;
+// the EMA follows ema = d ema + (1 - d) theta from the weights it started with.
+TEST(WeightCopies, L2ToInitGradientAndEmaUpdate) {
+  flowlm::model::Transformer gpt(flowlm::model::gpt2_config(1, 2, 8, 11, 8));
+  gpt.init_random(5);
+  const index_t n = gpt.num_params();
+  const std::vector<float> theta0(gpt.params(), gpt.params() + n);
+  const double lambda = 0.7;
+  flowlm::train::L2ToInit l2(gpt, lambda);
+  flowlm::train::WeightEma ema(gpt, 0.9);
+  std::mt19937 rng(2);
+  std::normal_distribution<float> nd(0.0f, 0.1f);
+  for (index_t i = 0; i < n; ++i) gpt.params()[i] += nd(rng);
+  gpt.zero_grad();
+  for (index_t i = 0; i < n; ++i) gpt.grads()[i] = 1.0f;
+  const double penalty = l2.add_gradient(gpt);
+  double sq = 0;
+  for (index_t i = 0; i < n; ++i) {
+    const double d = static_cast<double>(gpt.params()[i]) - theta0[i];
+    sq += d * d;
+    ASSERT_NEAR(gpt.grads()[i], 1.0 + 2.0 * lambda * d / static_cast<double>(n), 1e-6) << i;
+  }
+  EXPECT_NEAR(penalty, lambda * sq / static_cast<double>(n), 1e-9 * penalty);
+  EXPECT_GT(penalty, 0.0);
+  ema.update(gpt);
+  for (index_t i = 0; i < n; ++i)
+    ASSERT_NEAR(ema.host_data()[i], 0.9 * theta0[i] + 0.1 * gpt.params()[i], 1e-6) << i;
 }

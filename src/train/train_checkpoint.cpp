@@ -1,0 +1,83 @@
+#include "train/train_checkpoint.hpp"
+
+#include <vector>
+
+#include "core/error.hpp"
+#include "core/log.hpp"
+#include "io/checkpoint.hpp"
+#include "model/checkpoint.hpp"
+
+namespace flowlm::train {
+namespace fs = std::filesystem;
+
+namespace {
+std::string optim_name(const char* moment, const std::string& param) {
+  return std::string(moment) + "/" + param;
+}
+}  // namespace
+
+std::string ema_checkpoint_name(std::int64_t step) { return "ema_" + io::checkpoint_name(step); }
+
+fs::path save_train_checkpoint(const config::JobConfig& job, const TrainState& state,
+                               const model::Transformer& model, const AdamW& opt, const WeightEma* ema,
+                               const comm::Communicator& world) {
+  const fs::path dir = job.run.dir;
+  io::CheckpointMeta meta;
+  meta.step = state.step;
+  meta.tokens_seen = state.tokens_seen;
+  meta.world_size = world.size();
+  meta.config_toml = config::to_toml(job);
+  meta.rng_state = fmt::format("seed={}", job.run.seed);  // no random state beyond the seeded data order
+  meta.data_cursor = {state.cursor.position};
+  meta.model_attrs = model::model_attrs(model.config());
+  meta.extra["kind"] = "train";
+  if (!job.finetune.train_set.empty()) {
+    meta.extra["finetune_method"] = job.finetune.method;
+    meta.extra["finetune_set"] = job.finetune.train_set;
+  }
+  std::vector<io::TensorRef> weights, moments;
+  for (const auto& p : model.param_table()) {
+    weights.push_back({p.name, p.shape, model.params() + p.offset, 0});
+    moments.push_back({optim_name("m", p.name), p.shape, opt.m() + p.offset, 0});
+    moments.push_back({optim_name("v", p.name), p.shape, opt.v() + p.offset, 0});
+  }
+  const fs::path path = dir / io::checkpoint_name(state.step);
+  io::write_checkpoint(path, meta, weights, moments, world);
+  if (ema) {
+    io::CheckpointMeta ema_meta = meta;
+    ema_meta.extra["kind"] = "ema";
+    ema_meta.extra["ema_decay"] = fmt::format("{}", ema->decay());
+    std::vector<io::TensorRef> averaged;
+    for (const auto& p : model.param_table())
+      averaged.push_back({p.name, p.shape, ema->host_data() + p.offset, 0});
+    io::write_checkpoint(dir / ema_checkpoint_name(state.step), ema_meta, averaged, {}, world);
+  }
+  if (world.is_root() && job.checkpoint.keep_last > 0) io::prune_checkpoints(dir, job.checkpoint.keep_last);
+  return path;
+}
+
+std::optional<Resumed> resume_train_checkpoint(const fs::path& dir, model::Transformer& model, AdamW& opt,
+                                               const comm::Communicator& world) {
+  const auto file = io::newest_valid_checkpoint(dir);
+  if (!file) return std::nullopt;
+  const io::CheckpointReader ckpt(*file);
+  const auto& meta = ckpt.meta();
+  if (meta.world_size != world.size())
+    fail<ConfigError>(
+        "{}: written by {} ranks, but this run has {}; resume with the same rank count (e.g. mpirun -n {}) "
+        "so "
+        "the trajectory continues exactly, or start a new run.dir",
+        file->string(), meta.world_size, world.size(), meta.world_size);
+  if (meta.data_cursor.size() != 1)
+    fail<IoError>("{}: attribute 'data_cursor' has {} entries, expected 1", file->string(),
+                  meta.data_cursor.size());
+  model::load_weights(model, ckpt);
+  for (const auto& p : model.param_table()) {
+    ckpt.read("optim", optim_name("m", p.name), p.shape, opt.m() + p.offset);
+    ckpt.read("optim", optim_name("v", p.name), p.shape, opt.v() + p.offset);
+  }
+  opt.set_step_count(meta.step);
+  return Resumed{*file, TrainState{meta.step, meta.tokens_seen, data::LoaderCursor{meta.data_cursor[0]}}};
+}
+
+}  // namespace flowlm::train

@@ -1,0 +1,48 @@
+// Copies of the weights the trainer keeps beside the model, on the model's backend: the online
+// EMA of the weights (train.ema_decay) and the starting point of L2-to-init fine-tuning.
+#pragma once
+
+#include "kernels/backend.hpp"
+#include "model/transformer.hpp"
+
+namespace flowlm::io {
+class CheckpointReader;
+}
+
+namespace flowlm::train {
+
+/// \brief ema = d * ema + (1 - d) * theta after every optimizer step (axpby on the backend).
+class WeightEma {
+ public:
+  /// \brief Starts from the model's current weights.
+  WeightEma(const model::Transformer& model, double decay);
+  /// \brief Continues from the EMA tensors of `ckpt` (same tensor table as the model).
+  void load(const io::CheckpointReader& ckpt, const model::Transformer& model);
+  void update(const model::Transformer& model);
+  /// \brief The averaged weights in the model's layout (host backends), for checkpoints.
+  const float* host_data() const;
+  double decay() const { return decay_; }
+
+ private:
+  double decay_;
+  kernels::Backend* backend_;
+  kernels::Buffer ema_;
+};
+
+/// \brief L2-to-init: penalty lambda * |theta - theta0|^2 / P, P the parameter count, so lambda
+/// does not depend on the model size.
+class L2ToInit {
+ public:
+  /// \brief theta0 = the model's current weights.
+  L2ToInit(const model::Transformer& model, double lambda);
+  /// \brief Adds the penalty's gradient 2 lambda (theta - theta0) / P to the model's gradients and
+  /// returns the penalty.
+  double add_gradient(model::Transformer& model);
+
+ private:
+  double lambda_;
+  kernels::Backend* backend_;
+  kernels::Buffer theta0_, diff_;
+};
+
+}  // namespace flowlm::train
