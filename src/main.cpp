@@ -2,6 +2,7 @@
 //
 //   flowlm <stage> <job.toml> [--set section.key=value]... [--dry-run]
 //   flowlm inspect <file.h5>
+//   flowlm import <hf_dir> <out.h5>  |  flowlm export <ckpt.h5> <hf_dir> [--dtype bf16]
 //   flowlm --version | --help | <stage> --help
 //
 // Library code throws typed errors (src/core/error.hpp); this file alone turns them into a
@@ -128,6 +129,31 @@ int run(int argc, char** argv, const Communicator& world) {
   std::filesystem::path inspect_file;
   CLI::App* inspect = app.add_subcommand("inspect", "print a readable summary of a flowlm HDF5 file");
   inspect->add_option("file", inspect_file, "checkpoint, sample set or scores file (.h5)")->required();
+  std::filesystem::path hf_in, hf_out;
+  CLI::App* import_cmd = app.add_subcommand(
+      "import", "convert a Hugging Face model dir (GPT-2, Llama, Mistral, Qwen2, Gemma-2) into a checkpoint");
+  import_cmd->add_option("hf_dir", hf_in, "directory with config.json and model.safetensors (or its index)")
+      ->required();
+  import_cmd->add_option("out", hf_out, "checkpoint to write (.h5); tokenizer files go to <out>.tokenizer/")
+      ->required();
+  flowlm::stages::ExportArgs export_args;
+  CLI::App* export_cmd = app.add_subcommand(
+      "export", "write a checkpoint as a Hugging Face model dir (config.json, safetensors)");
+  export_cmd->add_option("checkpoint", hf_in, "flowlm checkpoint (.h5)")->required();
+  export_cmd->add_option("hf_dir", hf_out, "output directory (created; its weights are replaced)")
+      ->required();
+  export_cmd->add_option("--dtype", export_args.dtype, "weights as f32 or bf16")->capture_default_str();
+  export_cmd->add_option("--architecture", export_args.architecture,
+                         "GPT2LMHeadModel, LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM or "
+                         "Gemma2ForCausalLM (default: the imported model's, else derived from the config)");
+  export_cmd
+      ->add_option("--max-shard-gb", export_args.max_shard_gb,
+                   "split the weights into shards of at most this size (GB; 0: one file)")
+      ->capture_default_str();
+  export_cmd->add_option(
+      "--tokenizer", export_args.tokenizer,
+      "tokenizer dir or file to copy along (default: the one recorded by the checkpoint or "
+      "the model it started from)");
   CLI::App* reference =
       app.add_subcommand("reference", "print every job-file key with its default and meaning");
   flowlm::stages::DemoOptions demo_opt;
@@ -156,6 +182,14 @@ int run(int argc, char** argv, const Communicator& world) {
   }
   if (*demo) {
     flowlm::stages::run_demo(demo_opt, world);
+    return 0;
+  }
+  if (*import_cmd) {
+    flowlm::stages::run_import(hf_in, hf_out, world);
+    return 0;
+  }
+  if (*export_cmd) {
+    flowlm::stages::run_export(hf_in, hf_out, export_args, world);
     return 0;
   }
   if (*inspect) {

@@ -490,6 +490,7 @@ JobConfig parse_job(const std::string& toml_text, const std::string& origin,
   // gives a Llama block); --dry-run prints the result.
   cfg.model = with_family_defaults(cfg.model, given_model_keys);
   cfg.origin = origin;
+  cfg.model_keys_given = given_model_keys;
   return cfg;
 }
 

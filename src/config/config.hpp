@@ -160,6 +160,8 @@ struct JobConfig {
   EvalConfig eval;
   /// Where the job came from (file name, or e.g. a checkpoint attribute), for messages; not a key.
   std::string origin;
+  /// The [model] keys the job file or --set gave (the others hold family defaults); not a key.
+  std::vector<std::string> model_keys_given;
 };
 
 /// \brief The checks between keys that `stage` relies on (train: n_embd % n_head,

@@ -236,12 +236,17 @@ Schema describe(JobConfig& c) {
 }
 
 void check_train_relations(const JobConfig& c, const std::string& origin) {
-  try {
-    resolve_model(c.model);
-  } catch (const ConfigError& e) {
-    fail<ConfigError>("{}: {}", origin, e.what());
+  // With model.init_from the model comes from that checkpoint: the trainer checks the relations
+  // with the model once it has read it.
+  const bool model_known = c.model.init_from.empty();
+  if (model_known) {
+    try {
+      resolve_model(c.model);
+    } catch (const ConfigError& e) {
+      fail<ConfigError>("{}: {}", origin, e.what());
+    }
   }
-  if (c.train.seq_len > c.model.block_size)
+  if (model_known && c.train.seq_len > c.model.block_size)
     fail<ConfigError>("{}: train.seq_len = {} must be <= model.block_size = {}", origin, c.train.seq_len,
                       c.model.block_size);
   if (c.train.global_batch % c.train.micro_batch != 0)
@@ -253,7 +258,7 @@ void check_train_relations(const JobConfig& c, const std::string& origin) {
     fail<ConfigError>("{}: optim.warmup_steps = {} must be <= train.max_steps = {}", origin,
                       c.optim.warmup_steps, c.train.max_steps);
   // A token id the model cannot embed would only fail deep inside the first forward pass.
-  if (c.data.vocab_size > c.model.vocab_size)
+  if (model_known && c.data.vocab_size > c.model.vocab_size)
     fail<ConfigError>("{}: data.vocab_size = {} must be <= model.vocab_size = {}", origin, c.data.vocab_size,
                       c.model.vocab_size);
 }

@@ -1,5 +1,6 @@
 #include "model/checkpoint.hpp"
 
+#include <algorithm>
 #include <set>
 
 #include "config/config.hpp"
@@ -173,6 +174,31 @@ std::unique_ptr<Transformer> load_model(const std::filesystem::path& checkpoint,
   auto m = std::make_unique<Transformer>(read_model_config(r), backend);
   load_weights(*m, r);
   return m;
+}
+
+config::JobConfig with_init_from_model(const config::JobConfig& job) {
+  if (job.model.init_from.empty()) return job;
+  const std::string& file = job.model.init_from;
+  const ModelConfig theirs = read_model_config(io::CheckpointReader(file));
+  const auto& given = job.model_keys_given;
+  for (const auto& f : attr_fields()) {
+    if (std::find(given.begin(), given.end(), f.name) == given.end()) continue;
+    std::visit(
+        [&](auto member) {
+          if (job.model.*member == theirs.*member) return;
+          fail<ConfigError>(
+              "{}: model.{} = {} but model.init_from = {} holds a model with {} = {}; remove model.{} from "
+              "the "
+              "job (the model comes from the checkpoint it starts from) or start from another checkpoint",
+              job.origin.empty() ? std::string("job") : job.origin, f.name, job.model.*member, file, f.name,
+              theirs.*member, f.name);
+        },
+        f.member);
+  }
+  config::JobConfig out = job;
+  out.model = theirs;
+  out.model.init_from = file;
+  return out;
 }
 
 }  // namespace flowlm::model

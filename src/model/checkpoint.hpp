@@ -7,6 +7,7 @@
 #include <map>
 #include <string>
 
+#include "config/config.hpp"
 #include "io/checkpoint.hpp"
 #include "model/tensors.hpp"
 #include "model/transformer.hpp"
@@ -27,6 +28,11 @@ ModelConfig read_model_config(const io::CheckpointReader& ckpt, std::int64_t fal
 /// dataset when one is missing or of another shape). The checkpoint's own model config, when it
 /// has one, must describe the same architecture.
 void load_weights(Transformer& model, const io::CheckpointReader& ckpt);
+
+/// \brief The job with the model config of its model.init_from checkpoint (unchanged without one):
+/// a model starts from a checkpoint with that checkpoint's architecture. A [model] key the job gives
+/// explicitly must agree with it (ConfigError naming the key, both values and the file).
+config::JobConfig with_init_from_model(const config::JobConfig& job);
 
 /// \brief A model with the config and weights of `checkpoint` on `backend`.
 std::unique_ptr<Transformer> load_model(const std::filesystem::path& checkpoint,

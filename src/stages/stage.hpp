@@ -37,6 +37,20 @@ struct DemoOptions {
 /// Inheritune, eval), printing one results table and writing plots into `opt.dir`.
 void run_demo(const DemoOptions& opt, const comm::Communicator& world);
 
+/// \brief `flowlm import <hf_dir> <out.h5>`: a Hugging Face model directory as a flowlm checkpoint.
+void run_import(const std::filesystem::path& hf_dir, const std::filesystem::path& out,
+                const comm::Communicator& world);
+/// \brief `flowlm export <ckpt.h5> <hf_dir>` options, as given on the command line.
+struct ExportArgs {
+  std::string dtype = "f32";
+  std::string architecture;
+  double max_shard_gb = 5.0;
+  std::filesystem::path tokenizer;
+};
+/// \brief `flowlm export <ckpt.h5> <hf_dir>`: a checkpoint as a Hugging Face model directory.
+void run_export(const std::filesystem::path& checkpoint, const std::filesystem::path& hf_dir,
+                const ExportArgs& args, const comm::Communicator& world);
+
 /// \brief `flowlm inspect file.h5`: prints a readable summary of any flowlm HDF5 file.
 void run_inspect(const std::filesystem::path& file, const comm::Communicator& world);
 

@@ -48,10 +48,10 @@ bool should_save(std::int64_t step, const config::CheckpointConfig& c, std::int6
   return c.save_final && step == max_steps;
 }
 
-/// The job as this run executes it: finetune.epochs > 0 sets train.max_steps from the
-/// sample count (recorded in the checkpoints' config_toml).
+/// The job as this run executes it: the model of model.init_from, and finetune.epochs > 0 sets
+/// train.max_steps from the sample count (both recorded in the checkpoints' config_toml).
 config::JobConfig effective_job(const config::JobConfig& job) {
-  config::JobConfig j = job;
+  config::JobConfig j = model::with_init_from_model(job);
   if (!j.finetune.train_set.empty() && j.finetune.epochs > 0) {
     const auto info = data::read_sample_set_info(j.finetune.train_set);
     const std::int64_t steps =
@@ -94,8 +94,9 @@ void validate(const config::JobConfig& job, const comm::Communicator& world) {
 /// validation, reports and checkpoints the job asks for.
 class Trainer {
  public:
+  /// `job` as effective_job() makes it.
   Trainer(const config::JobConfig& job, const comm::Communicator& world)
-      : job_(effective_job(job)),
+      : job_(job),
         world_(world),
         dir_(job.run.dir),
         model_(job.model, job.run.backend),
@@ -275,9 +276,10 @@ class Trainer {
 }  // namespace
 
 TrainSummary run_training(const config::JobConfig& job, const comm::Communicator& world) {
-  config::check_stage(job, "train");
+  const config::JobConfig effective = effective_job(job);
+  config::check_stage(effective, "train");
   const StopSignals signals;  // SIGUSR1/SIGTERM: finish the step, checkpoint, exit 3
-  Trainer trainer(job, world);
+  Trainer trainer(effective, world);
   return trainer.run();
 }
 

@@ -47,6 +47,10 @@ TOML
 expect "help" 0 "Subcommands:.*" -- "$bin" --help
 expect "help lists stages" 0 "score" -- "$bin" --help
 expect "stage help" 0 "--dry-run" -- "$bin" train --help
+expect "help lists import and export" 0 "import.*Hugging Face" -- "$bin" --help
+expect "export help names the dtypes" 0 "--dtype.*f32 or bf16" -- "$bin" export --help
+expect "import of a missing dir names it" 1 "no_such_hf_dir" -- "$bin" import no_such_hf_dir out.h5
+expect "export of a missing checkpoint names it" 1 "nope.h5" -- "$bin" export nope.h5 out_hf
 expect "version names the backends" 0 "host backend : Kokkos.*" -- "$bin" --version
 expect "version names HDF5 mode" 0 "HDF5 .*(parallel|serial)" -- "$bin" --version
 expect "version names MPI" 0 "MPI +: " -- "$bin" --version
@@ -113,7 +117,7 @@ for arch in llama gemma2; do
     --set inherit.from=run_$arch/step_00000003.h5 --set inherit.output=small_$arch.h5 --set inherit.layers=1
   expect "$arch: train from the inherited model" 0 "initialized from small_$arch.h5" -- "$bin" train job.toml \
     "${fam[@]}" --set model.n_layer=1 --set model.init_from=small_$arch.h5 --set run.dir=run_small_$arch
-  expect "$arch: a job of another shape is refused" 1 "small_$arch.h5.*differs" -- "$bin" train job.toml \
+  expect "$arch: a job of another shape is refused" 1 "model.n_ff = 64 but model.init_from = small_$arch.h5" -- "$bin" train job.toml \
     "${fam[@]}" --set model.n_layer=1 --set model.n_ff=64 --set model.init_from=small_$arch.h5 --set run.dir=run_x
 done
 # FLOW on a Llama-style model: prepare a sample set, score it, fine-tune with the weights.
