@@ -169,4 +169,18 @@ std::vector<float> Communicator::allgatherv(const std::vector<float>& local) con
   return allgatherv_impl(comm_, size_, local);
 }
 
+SplitCommunicator::SplitCommunicator(const Communicator& parent, int color) {
+  check(MPI_Comm_split(parent.native(), color < 0 ? MPI_UNDEFINED : color, parent.rank(), &comm_),
+        "MPI_Comm_split");
+}
+
+SplitCommunicator::~SplitCommunicator() {
+  if (comm_ != MPI_COMM_NULL) MPI_Comm_free(&comm_);
+}
+
+Communicator SplitCommunicator::comm() const {
+  if (comm_ == MPI_COMM_NULL) fail<Error>("SplitCommunicator::comm: this rank is not a member");
+  return Communicator(comm_);
+}
+
 }  // namespace flowlm::comm

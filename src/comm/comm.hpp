@@ -132,4 +132,22 @@ class Communicator {
   int size_ = 1;
 };
 
+/// \brief An owned communicator of the ranks of `parent` that pass the same `color`
+/// (MPI_Comm_split, ordered by parent rank); a rank that passes a negative color belongs to none.
+/// Collective over `parent`. Freed when the object dies.
+class SplitCommunicator {
+ public:
+  SplitCommunicator(const Communicator& parent, int color);
+  ~SplitCommunicator();
+  SplitCommunicator(const SplitCommunicator&) = delete;
+  SplitCommunicator& operator=(const SplitCommunicator&) = delete;
+  /// \brief False on ranks that passed a negative color.
+  bool member() const { return comm_ != MPI_COMM_NULL; }
+  /// \brief The communicator (member ranks only; Error elsewhere).
+  Communicator comm() const;
+
+ private:
+  MPI_Comm comm_ = MPI_COMM_NULL;
+};
+
 }  // namespace flowlm::comm

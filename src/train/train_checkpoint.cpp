@@ -56,18 +56,31 @@ fs::path save_train_checkpoint(const config::JobConfig& job, const TrainState& s
   return path;
 }
 
-std::optional<Resumed> resume_train_checkpoint(const fs::path& dir, model::Transformer& model, AdamW& opt,
-                                               const comm::Communicator& world) {
-  const auto file = io::newest_valid_checkpoint(dir);
+std::optional<Resumed> resume_train_checkpoint(const config::JobConfig& job, model::Transformer& model,
+                                               AdamW& opt, const comm::Communicator& world) {
+  const auto file = io::newest_valid_checkpoint(job.run.dir);
   if (!file) return std::nullopt;
   const io::CheckpointReader ckpt(*file);
   const auto& meta = ckpt.meta();
+  // The state is global (full moments, one cursor into the global data stream), so any rank
+  // count continues the run, as long as the data stream is the same one.
+  const config::JobConfig saved = config::parse_job(meta.config_toml, file->string() + " (config_toml)");
+  auto same = [&](const char* key, const auto& mine, const auto& theirs) {
+    if (mine != theirs)
+      fail<ConfigError>(
+          "{}: the run was saved with {} = {} and this job has {}; the data order depends on it, so resume "
+          "with the saved value or start a new run.dir",
+          file->string(), key, theirs, mine);
+  };
+  same("train.global_batch", job.train.global_batch, saved.train.global_batch);
+  same("train.seq_len", job.train.seq_len, saved.train.seq_len);
+  same("run.seed", job.run.seed, saved.run.seed);
+  same("finetune.train_set", job.finetune.train_set, saved.finetune.train_set);
   if (meta.world_size != world.size())
-    fail<ConfigError>(
-        "{}: written by {} ranks, but this run has {}; resume with the same rank count (e.g. mpirun -n {}) "
-        "so "
-        "the trajectory continues exactly, or start a new run.dir",
-        file->string(), meta.world_size, world.size(), meta.world_size);
+    log::info(
+        "train: {} was written by {} ranks; continuing on {} (same global batch: the trajectory matches to "
+        "float rounding, not bitwise)",
+        file->string(), meta.world_size, world.size());
   if (meta.data_cursor.size() != 1)
     fail<IoError>("{}: attribute 'data_cursor' has {} entries, expected 1", file->string(),
                   meta.data_cursor.size());

@@ -32,14 +32,15 @@ std::filesystem::path save_train_checkpoint(const config::JobConfig& job, const 
                                             const model::Transformer& model, const AdamW& opt,
                                             const WeightEma* ema, const comm::Communicator& world);
 
-/// \brief The newest valid checkpoint of `dir` loaded into `model` and `opt` (moments and step
-/// count); nullopt when the dir has none. ConfigError when it was written by another rank count
-/// (the data order and the trajectory depend on it).
+/// \brief The newest valid checkpoint of run.dir loaded into `model` and `opt` (moments and step
+/// count); nullopt when the dir has none. Any rank count may resume (bitwise at the saved one, to
+/// float rounding at another); ConfigError when the job changes what the data order depends on
+/// (train.global_batch, train.seq_len, run.seed, finetune.train_set).
 struct Resumed {
   std::filesystem::path file;
   TrainState state;
 };
-std::optional<Resumed> resume_train_checkpoint(const std::filesystem::path& dir, model::Transformer& model,
+std::optional<Resumed> resume_train_checkpoint(const config::JobConfig& job, model::Transformer& model,
                                                AdamW& opt, const comm::Communicator& world);
 
 }  // namespace flowlm::train

@@ -158,7 +158,7 @@ class Trainer {
       l2_ = std::make_unique<L2ToInit>(model_, job_.finetune.l2_lambda);
     }
     std::optional<Resumed> resumed;
-    if (job_.train.resume) resumed = resume_train_checkpoint(dir_, model_, opt_, world_);
+    if (job_.train.resume) resumed = resume_train_checkpoint(job_, model_, opt_, world_);
     if (resumed) {
       state_ = resumed->state;
       source_->restore(state_.cursor);

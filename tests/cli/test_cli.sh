@@ -134,8 +134,10 @@ expect "an unknown backend names run.backend" 1 "run.backend" -- "$bin" train jo
 head -c 2000 run/step_00000003.h5 > run/step_00000009.h5
 expect "resume skips a corrupt newest checkpoint" 0 "resuming from run/step_00000003.h5" -- \
   "$bin" train job.toml --set train.resume=true --set train.max_steps=4
-expect "mpirun: rank count on resume must match" 1 "written by 1 ranks, but this run has 2" -- \
+expect "mpirun: a one-rank run resumes on two" 0 "written by 1 ranks; continuing on 2" -- \
   mpiexec -n 2 --oversubscribe "$bin" train job.toml --set train.resume=true --set train.max_steps=6
+expect "resume with another global batch is refused by name" 1 "train.global_batch = 4 and this job has 8" -- \
+  "$bin" train job.toml --set train.resume=true --set train.max_steps=8 --set train.global_batch=8
 expect "mpirun: a config error is reported once, exit 1" 1 "^flowlm: error: .*optim.lr" -- \
   mpiexec -n 2 --oversubscribe "$bin" train job.toml --set optim.lr=-1
 

@@ -1,6 +1,7 @@
 // Data-parallel training at np 1/2/4: the same global batch gives the same losses as one
-// rank (to float rounding), resume continues the trajectory bitwise, and bad situations
-// (wrong rank count on resume, NaN) stop with a clear error and keep the last checkpoint.
+// rank (to float rounding), resume continues the trajectory bitwise (and at another rank count
+// to float rounding), and bad situations (another global batch on resume, NaN) stop with a clear
+// error and keep the last checkpoint.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -107,19 +108,55 @@ TEST_F(TrainMpi, ResumeContinuesTheTrajectoryBitwise) {
   EXPECT_EQ(again.losses.size(), 0u);
 }
 
-TEST_F(TrainMpi, ResumeWithAnotherRankCountIsRefused) {
-  if (world.size() == 1) GTEST_SKIP() << "needs a checkpoint written by more than one rank";
-  flowlm::train::run_training(tiny_job(dir.path(), dir / "run", {"train.max_steps=6"}), world);
-  if (world.is_root()) {
-    try {
-      flowlm::train::run_training(tiny_job(dir.path(), dir / "run", {"train.resume=true"}),
-                                  Communicator::self());
-      ADD_FAILURE() << "resuming with 1 rank did not throw";
-    } catch (const flowlm::ConfigError& e) {
-      EXPECT_NE(std::string(e.what()).find("written by " + std::to_string(world.size()) + " ranks"),
-                std::string::npos)
-          << e.what();
+// Saved at one rank count, resumed at another (np 4: 2 -> 4 -> 1 ranks; np 2: 2 -> 1 -> 2): the
+// state is global, so every leg continues the uninterrupted run's losses to float rounding.
+TEST_F(TrainMpi, ResumeAtAnotherRankCountContinuesTheTrajectory) {
+  if (world.size() == 1) GTEST_SKIP() << "needs more than one rank";
+  const std::vector<int> legs = world.size() >= 4 ? std::vector<int>{2, 4, 1} : std::vector<int>{2, 1, 2};
+  const std::vector<std::string> sets{"checkpoint.save_every=4"};
+  std::vector<double> reference;
+  {
+    const flowlm::comm::SplitCommunicator first(world, world.rank() < legs[0] ? 0 : -1);
+    if (first.member())
+      reference = flowlm::train::run_training(tiny_job(dir.path(), dir / "leg0", sets), first.comm()).losses;
+  }
+  world.barrier();
+  for (std::size_t k = 1; k < legs.size(); ++k) {
+    const std::int64_t from = 4 * static_cast<std::int64_t>(k);
+    const fs::path leg = dir / ("leg" + std::to_string(k));
+    if (world.is_root()) {
+      fs::create_directories(leg);
+      fs::copy_file(dir / ("leg" + std::to_string(k - 1)) / flowlm::io::checkpoint_name(from),
+                    leg / flowlm::io::checkpoint_name(from));
     }
+    world.barrier();
+    const flowlm::comm::SplitCommunicator ranks(world, world.rank() < legs[k] ? 0 : -1);
+    if (!ranks.member()) continue;
+    auto resumed_sets = sets;
+    resumed_sets.push_back("train.resume=true");
+    const auto s = flowlm::train::run_training(tiny_job(dir.path(), leg, resumed_sets), ranks.comm());
+    if (!world.is_root()) continue;
+    EXPECT_EQ(s.first_step, from);
+    ASSERT_EQ(s.losses.size(), static_cast<std::size_t>(12 - from));
+    for (std::size_t i = 0; i < s.losses.size(); ++i) {
+      const double want = reference[static_cast<std::size_t>(from) + i];
+      EXPECT_NEAR(s.losses[i], want, 1e-4 * std::abs(want))
+          << legs[k - 1] << " -> " << legs[k] << " ranks, step " << from + 1 + static_cast<std::int64_t>(i);
+    }
+  }
+  world.barrier();
+}
+
+// What the data order depends on cannot change on resume; the error names the key and both values.
+TEST_F(TrainMpi, ResumeWithAnotherGlobalBatchIsRefused) {
+  flowlm::train::run_training(tiny_job(dir.path(), dir / "run", {"train.max_steps=6"}), world);
+  try {
+    flowlm::train::run_training(
+        tiny_job(dir.path(), dir / "run", {"train.resume=true", "train.global_batch=16"}), world);
+    ADD_FAILURE() << "resuming with another global batch did not throw";
+  } catch (const flowlm::ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("train.global_batch = 8 and this job has 16"), std::string::npos)
+        << e.what();
   }
   world.barrier();
 }
