@@ -121,7 +121,8 @@ struct FinetuneConfig {
 /// \brief FLOW weighting: w_i = exp(-l_i / tau), optionally normalised to mean 1.
 struct FlowConfig {
   TauSpec tau;
-  std::string normalize = "mean";  // mean | none
+  std::string normalize = "mean";      // mean | none
+  std::string granularity = "sample";  // sample (w_i) | token (w_it) | both (w_i * w_it)
 };
 
 /// \brief The score stage: per-sample losses of a pre-trained checkpoint -> scores.h5.

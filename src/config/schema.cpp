@@ -181,6 +181,11 @@ void describe(FlowConfig& c, Schema& s) {
           "Temperature of w = exp(-loss / tau): \"median\" of all losses, a number, or {quantile = q}.");
   s.field("normalize", c.normalize, "mean: divide weights by their global mean; none: raw weights in (0, 1].",
           one_of({"mean", "none"}));
+  s.field(
+      "granularity", c.granularity,
+      "sample: w_i from sample losses; token: w_it = exp(-l_it / tau) per answer token; both: w_i * w_it. "
+      "train resolves tau and the weights from the losses in scores.h5, so a tau sweep scores once.",
+      one_of({"sample", "token", "both"}));
 }
 
 void describe(ScoreConfig& c, Schema& s) {
@@ -226,7 +231,9 @@ Schema describe(JobConfig& c) {
   describe(c.average, s);
   s.section("finetune", "Fine-tuning on a sample set: standard, FLOW-weighted or L2 to the initial weights.");
   describe(c.finetune, s);
-  s.section("flow", "FLOW weights w = exp(-loss / tau) from the pre-trained model's per-sample losses.");
+  s.section(
+      "flow",
+      "FLOW weights w = exp(-loss / tau) from the pre-trained model's per-sample (or per-token) losses.");
   describe(c.flow, s);
   s.section("score", "The score stage: per-sample losses and FLOW weights -> scores.h5.");
   describe(c.score, s);

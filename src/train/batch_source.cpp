@@ -48,13 +48,14 @@ class WindowSource final : public BatchSource {
   std::vector<float> weights_, dlosses_;
 };
 
-/// Fine-tuning: loss = sum_i w_i * sum_t nll_it / (answer tokens in the global batch), with
-/// w_i = 1 (standard, l2_init) or the FLOW weight of global sample i. Every rank holds the
-/// whole set, so every rank computes the global denominator without communication.
+/// Fine-tuning: loss = sum_i sum_t w_it * nll_it / (answer tokens in the global batch), with
+/// w_it = 1 (standard, l2_init) or the FLOW weight: w_i of global sample i, w_it of its t-th answer
+/// token, or their product (flow.granularity). Every rank holds the whole set, so every rank
+/// computes the global denominator without communication.
 class SampleSource final : public BatchSource {
  public:
   SampleSource(const config::JobConfig& job, const comm::Communicator& world, data::SampleSet set,
-               std::vector<double> weights)
+               FlowWeights weights)
       : set_(std::move(set)),
         weights_(std::move(weights)),
         loader_(set_.size(), job.train.global_batch, job.train.micro_batch, world.rank(), world.size(),
@@ -71,18 +72,24 @@ class SampleSource final : public BatchSource {
     return denom_;
   }
   MicroBatch micro_batch(index_t m) override {
-    const auto ids = loader_.micro_batch_samples(m);
+    ids_ = loader_.micro_batch_samples(m);
+    const auto& ids = ids_;
     data::pack_samples(set_, ids, batch_);
     const auto n = static_cast<std::size_t>(batch_.B * batch_.T);
     weights_tok_.resize(n);
     dlosses_.resize(n);
     for (index_t b = 0; b < batch_.B; ++b) {
-      const double w =
-          weights_.empty() ? 1.0 : weights_[static_cast<std::size_t>(ids[static_cast<std::size_t>(b)])];
+      const auto id = static_cast<std::size_t>(ids[static_cast<std::size_t>(b)]);
+      const double w_sample = weights_.sample.empty() ? 1.0 : weights_.sample[id];
+      // The answer tokens of a sample are its mask positions, in order.
+      const double* w_token =
+          weights_.token.empty() ? nullptr : weights_.token.data() + weights_.token_start[id];
       for (index_t t = 0; t < batch_.T; ++t) {
         const auto k = static_cast<std::size_t>(b * batch_.T + t);
-        weights_tok_[k] = static_cast<float>(w * batch_.mask[k]);
-        dlosses_[k] = static_cast<float>(w * batch_.mask[k] / denom_);
+        double w = w_sample * batch_.mask[k];
+        if (w_token && batch_.mask[k] != 0.0f) w *= *w_token++;
+        weights_tok_[k] = static_cast<float>(w);
+        dlosses_[k] = static_cast<float>(w / denom_);
       }
     }
     return MicroBatch{batch_.B,
@@ -91,7 +98,8 @@ class SampleSource final : public BatchSource {
                       batch_.targets.data(),
                       batch_.mask.data(),
                       weights_tok_.data(),
-                      dlosses_.data()};
+                      dlosses_.data(),
+                      ids_.data()};
   }
   std::int64_t step_tokens() const override { return step_tokens_; }
   void advance_step() override { loader_.advance_step(); }
@@ -100,9 +108,10 @@ class SampleSource final : public BatchSource {
 
  private:
   data::SampleSet set_;
-  std::vector<double> weights_;  ///< per global sample; empty = all 1
+  FlowWeights weights_;  ///< per global sample (and answer token); empty = all 1
   data::SampleLoader loader_;
   data::PaddedBatch batch_;
+  std::vector<index_t> ids_;
   std::vector<float> weights_tok_, dlosses_;
   double denom_ = 1;
   std::int64_t step_tokens_ = 0;
@@ -121,12 +130,16 @@ std::unique_ptr<BatchSource> make_batch_source(const config::JobConfig& job,
   if (set.max_input_length() > job.model.block_size)
     fail<DataError>("{}: the longest sample has {} input tokens, more than model.block_size = {}",
                     ft.train_set, set.max_input_length(), job.model.block_size);
-  std::vector<double> weights;
+  FlowWeights weights;
   if (ft.method == "flow") {
     const Scores scores = read_scores(ft.scores, ft.train_set);
-    weights = scores.weight;
-    log::info("train: FLOW weights from {} (tau {:.4f}, normalization {})", ft.scores, scores.tau,
-              scores.normalization);
+    weights = resolve_flow_weights(scores, job.flow, ft.scores);
+    std::string taus;
+    if (weights.tau_sample > 0) taus += fmt::format(", sample tau {:.4f}", weights.tau_sample);
+    if (weights.tau_token > 0) taus += fmt::format(", token tau {:.4f}", weights.tau_token);
+    log::info(
+        "train: FLOW weights from {} (granularity {}{}, normalization {}; the score stage's tau was {:.4f})",
+        ft.scores, job.flow.granularity, taus, job.flow.normalize, scores.tau);
   } else if (!ft.scores.empty()) {
     log::warn("train: finetune.scores is ignored with finetune.method = \"{}\"", ft.method);
   }

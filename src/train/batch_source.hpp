@@ -19,6 +19,7 @@ struct MicroBatch {
   index_t B = 0, T = 0;
   const std::int32_t *inputs = nullptr, *targets = nullptr;
   const float *mask = nullptr, *weights = nullptr, *dlosses = nullptr;
+  const index_t* sample_ids = nullptr;  ///< [B] global sample index of each row (samples only)
 };
 
 /// \brief The step's data on one rank. The step loss is sum(weights * token losses) over the

@@ -127,6 +127,7 @@ ScoreResult score_samples(const fs::path& checkpoint, const fs::path& sample_set
 
   std::vector<double> local_loss;
   std::vector<double> local_tokens;  // exact in double; gathered with the losses
+  std::vector<float> local_token_loss;
   data::PaddedBatch pb;
   std::int64_t input_tokens = 0;
   const auto t0 = std::chrono::steady_clock::now();
@@ -139,7 +140,11 @@ ScoreResult score_samples(const fs::path& checkpoint, const fs::path& sample_set
     const float* tl = gpt->token_losses();
     for (index_t b = 0; b < B; ++b) {
       double sum = 0;
-      for (index_t t = 0; t < pb.T; ++t) sum += tl[b * pb.T + t];
+      for (index_t t = 0; t < pb.T; ++t) {
+        const index_t k = b * pb.T + t;
+        sum += tl[k];
+        if (pb.mask[static_cast<std::size_t>(k)] != 0.0f) local_token_loss.push_back(tl[k]);
+      }
       const index_t k = set.answer_tokens(s + b);
       local_loss.push_back(sum / static_cast<double>(k));
       local_tokens.push_back(static_cast<double>(k));
@@ -152,6 +157,7 @@ ScoreResult score_samples(const fs::path& checkpoint, const fs::path& sample_set
   r.loss = world.allgatherv(local_loss);  // rank order = global sample order
   const std::vector<double> tokens = world.allgatherv(local_tokens);
   r.n_tokens.assign(tokens.begin(), tokens.end());
+  r.token_loss = world.allgatherv(local_token_loss);
   for (const auto t : r.n_tokens) r.answer_tokens += t;
   for (std::size_t i = 0; i < r.loss.size(); ++i)
     if (!std::isfinite(r.loss[i]))
@@ -186,6 +192,7 @@ ScoreResult score_samples(const fs::path& checkpoint, const fs::path& sample_set
       auto dl = f->create_dataset<double>("loss", {n});
       auto dw = f->create_dataset<double>("weight", {n});
       auto dt = f->create_dataset<std::int64_t>("n_tokens", {n});
+      auto dtl = f->create_dataset<float>("token_loss", {static_cast<std::int64_t>(r.token_loss.size())});
       write_scores_attrs(*f, r, flow, checkpoint, step, sample_set);
       const std::int64_t w0 = parallel ? first : 0, wn = parallel ? last - first : n;
       if (wn > 0) {
@@ -193,6 +200,11 @@ ScoreResult score_samples(const fs::path& checkpoint, const fs::path& sample_set
         dw.write_rows(w0, wn, r.weight.data() + w0);
         dt.write_rows(w0, wn, r.n_tokens.data() + w0);
       }
+      // This rank's samples' answer tokens start after those of every earlier sample.
+      std::int64_t tok0 = 0, tokn = 0;
+      for (std::int64_t i = 0; i < w0 + wn; ++i)
+        (i < w0 ? tok0 : tokn) += r.n_tokens[static_cast<std::size_t>(i)];
+      if (tokn > 0) dtl.write_rows(tok0, tokn, r.token_loss.data() + tok0);
     } catch (const std::exception& e) {
       err = e.what();
     }
@@ -243,7 +255,53 @@ Scores read_scores(const fs::path& scores, const fs::path& sample_set) {
   for (std::size_t i = 0; i < s.weight.size(); ++i)
     if (!(s.weight[i] >= 0) || !std::isfinite(s.weight[i]))
       fail<DataError>("{}: weight[{}] = {} is not a finite number >= 0", scores.string(), i, s.weight[i]);
+  for (std::size_t i = 0; i < s.loss.size(); ++i)
+    if (!std::isfinite(s.loss[i]) || s.loss[i] < 0)
+      fail<DataError>("{}: loss[{}] = {} is not a finite number >= 0", scores.string(), i, s.loss[i]);
+  s.n_tokens = f.read_dataset<std::int64_t>("n_tokens");
+  if (static_cast<std::int64_t>(s.n_tokens.size()) != n)
+    fail<DataError>("{}: dataset n_tokens has {} rows, expected n_samples = {}", scores.string(),
+                    s.n_tokens.size(), n);
+  if (f.is_dataset("token_loss")) {
+    s.token_loss = f.read_dataset<float>("token_loss");
+    std::int64_t total = 0;
+    for (const auto k : s.n_tokens) total += k;
+    if (static_cast<std::int64_t>(s.token_loss.size()) != total)
+      fail<DataError>("{}: dataset token_loss has {} rows, but n_tokens sums to {}", scores.string(),
+                      s.token_loss.size(), total);
+  }
   return s;
+}
+
+FlowWeights resolve_flow_weights(const Scores& scores, const config::FlowConfig& flow,
+                                 const std::string& file) {
+  FlowWeights w;
+  const std::string& g = flow.granularity;
+  if (g != "sample" && g != "token" && g != "both")
+    fail<ConfigError>("flow.granularity = \"{}\" is not one of: sample, token, both", g);
+  if (g == "sample" || g == "both") {
+    w.tau_sample = resolve_tau(flow.tau, scores.loss);
+    w.sample = flow_weights(scores.loss, w.tau_sample, flow.normalize);
+  } else {
+    w.sample.assign(scores.loss.size(), 1.0);
+  }
+  if (g == "token" || g == "both") {
+    if (scores.token_loss.empty())
+      fail<DataError>(
+          "{}: has no per-token losses (written by an older flowlm), so flow.granularity = \"{}\" cannot be "
+          "used; rescore the sample set with `flowlm score`",
+          file, g);
+    const std::vector<double> tl(scores.token_loss.begin(), scores.token_loss.end());
+    w.tau_token = resolve_tau(flow.tau, tl);
+    w.token = flow_weights(tl, w.tau_token, flow.normalize);
+    w.token_start.resize(scores.n_tokens.size());
+    std::int64_t at = 0;
+    for (std::size_t i = 0; i < scores.n_tokens.size(); ++i) {
+      w.token_start[i] = at;
+      at += scores.n_tokens[i];
+    }
+  }
+  return w;
 }
 
 }  // namespace flowlm::train

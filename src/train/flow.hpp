@@ -38,6 +38,7 @@ std::vector<double> flow_weights(const std::vector<double>& losses, double tau, 
 /// \brief What a scoring pass produced (every rank holds all of it).
 struct ScoreResult {
   std::vector<double> loss, weight;
+  std::vector<float> token_loss;  ///< every answer token's loss, samples in order, tokens in position order
   std::vector<std::int64_t> n_tokens;
   double tau = 0, raw_mean_weight = 0;
   std::string normalize, fingerprint;
@@ -49,9 +50,10 @@ struct ScoreResult {
 
 /// \brief Runs the scoring pass of `checkpoint` over `sample_set` on `world` (collective) and,
 /// when `output` is not empty, writes scores.h5 with parallel HDF5 (each rank its rows) or
-/// through rank 0 on serial builds: datasets loss, weight (float64 [N]) and n_tokens (int64
-/// [N]); attrs kind = "scores", tau, tau_spec, normalization, checkpoint, checkpoint_step,
-/// sample_set, fingerprint, n_samples and min/median/mean/max of loss and weight.
+/// through rank 0 on serial builds: datasets loss, weight (float64 [N]), n_tokens (int64
+/// [N]) and token_loss (float32 [answer tokens], sample by sample); attrs kind = "scores", tau, tau_spec,
+/// normalization, checkpoint, checkpoint_step, sample_set, fingerprint, n_samples and min/median/mean/max of
+/// loss and weight.
 ScoreResult score_samples(const std::filesystem::path& checkpoint, const std::filesystem::path& sample_set,
                           const config::FlowConfig& flow, std::int64_t batch,
                           const std::filesystem::path& output, const comm::Communicator& world);
@@ -59,9 +61,25 @@ ScoreResult score_samples(const std::filesystem::path& checkpoint, const std::fi
 /// \brief A scores file as the trainer needs it.
 struct Scores {
   std::vector<double> loss, weight;
+  std::vector<std::int64_t> n_tokens;  ///< answer tokens per sample
+  std::vector<float> token_loss;       ///< empty in files written before per-token losses were kept
   std::string fingerprint, normalization;
   double tau = 0;
 };
+
+/// \brief The FLOW weights the trainer uses, resolved when training starts from the losses in a
+/// scores file and the job's flow.* (so one scoring pass serves a sweep over tau or granularity).
+struct FlowWeights {
+  std::vector<double> sample;             ///< w_i per sample (all 1 for granularity = token)
+  std::vector<double> token;              ///< w_it per answer token (empty for granularity = sample)
+  std::vector<std::int64_t> token_start;  ///< first entry of sample i in `token`
+  double tau_sample = 0, tau_token = 0;   ///< 0 where not used
+};
+/// \brief w_i = exp(-l_i / tau_s), w_it = exp(-l_it / tau_t), tau of each from flow.tau over its own
+/// losses (sample losses, token losses), each normalised by its own mean with normalize = "mean".
+/// DataError naming `file` when token weights are asked of a file without per-token losses.
+FlowWeights resolve_flow_weights(const Scores& scores, const config::FlowConfig& flow,
+                                 const std::string& file);
 /// \brief Reads scores.h5 and checks it belongs to the sample set (count and fingerprint):
 /// DataError naming both files otherwise.
 Scores read_scores(const std::filesystem::path& scores, const std::filesystem::path& sample_set);

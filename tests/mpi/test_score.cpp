@@ -4,6 +4,7 @@
 // bitwise.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 #include <vector>
@@ -16,8 +17,10 @@
 #include "data/tokenizer.hpp"
 #include "io/checkpoint.hpp"
 #include "io/hdf5.hpp"
+#include "model/checkpoint.hpp"
 #include "model/transformer.hpp"
 #include "support/testing.hpp"
+#include "train/batch_source.hpp"
 #include "train/flow.hpp"
 #include "train/trainer.hpp"
 
@@ -82,6 +85,7 @@ TEST_F(ScoreMpi, ScoresAreBitwiseIdenticalAtAnyRankCount) {
               << d << " tau " << tau;
         EXPECT_EQ(dataset<std::int64_t>(dir / "np.h5", "n_tokens"),
                   dataset<std::int64_t>(dir / "one.h5", "n_tokens"));
+        EXPECT_EQ(dataset<float>(dir / "np.h5", "token_loss"), dataset<float>(dir / "one.h5", "token_loss"));
         EXPECT_EQ(dataset<double>(dir / "np.h5", "weight"), r.weight);
         const auto f = io::h5::File::open(dir / "np.h5");
         EXPECT_EQ(f.read_attr_double("tau"), one.tau);
@@ -180,6 +184,103 @@ TEST_F(ScoreMpi, EpochsSetTheStepCount) {
   // 36 samples, 2 epochs, global batch 8: ceil(72 / 8) = 9 steps.
   const auto r = train::run_training(ft_job(dir.path(), "ep", "flow", {"finetune.epochs=2"}), world);
   EXPECT_EQ(r.last_step, 9);
+}
+
+// token_loss holds each answer token's loss in sample order: the per-sample loss is their mean,
+// and a plain one-sample forward of the model gives the same values.
+TEST_F(ScoreMpi, TokenLossesAreTheAnswerTokensOfAPlainForward) {
+  train::score_samples(dir / "base.h5", dir / "set37.h5", config::FlowConfig{}, 4, dir / "t.h5", world);
+  if (world.is_root()) {
+    const auto scores = train::read_scores(dir / "t.h5", dir / "set37.h5");
+    const data::SampleSet set = data::read_sample_set(dir / "set37.h5");
+    auto gpt = model::load_model(dir / "base.h5");
+    data::PaddedBatch pb;
+    std::size_t at = 0;
+    for (index_t i = 0; i < set.size(); ++i) {
+      data::pack_samples(set, {i}, pb);
+      gpt->forward(pb.inputs.data(), pb.targets.data(), pb.mask.data(), 1, pb.T, /*training=*/false);
+      double sum = 0;
+      index_t n = 0;
+      for (index_t t = 0; t < pb.T; ++t) {
+        if (pb.mask[static_cast<std::size_t>(t)] == 0.0f) continue;
+        const float want = gpt->token_losses()[t];
+        ASSERT_LT(at, scores.token_loss.size());
+        EXPECT_NEAR(scores.token_loss[at], want, 1e-5f * want) << "sample " << i << " position " << t;
+        sum += scores.token_loss[at++];
+        ++n;
+      }
+      EXPECT_EQ(n, scores.n_tokens[static_cast<std::size_t>(i)]);
+      EXPECT_NEAR(scores.loss[static_cast<std::size_t>(i)], sum / static_cast<double>(n), 1e-6);
+    }
+    EXPECT_EQ(at, scores.token_loss.size());
+  }
+  world.barrier();
+}
+
+double plain_median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const std::size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+// One scoring pass, then every granularity and several taus resolved by the trainer: the weights
+// a micro-batch carries equal exp(-l / tau) / mean computed plainly from the file's losses, and a
+// sweep over three taus trains three different runs from the same scores file.
+TEST_F(ScoreMpi, FlowGranularityAndTauAreResolvedAtTrainTimeFromOneScoringPass) {
+  config::FlowConfig score_flow;
+  score_flow.tau.kind = config::TauSpec::Kind::value;
+  score_flow.tau.value = 9.0;  // not what training uses: the trainer resolves its own
+  train::score_samples(dir / "base.h5", dir / "set.h5", score_flow, 8, dir / "s.h5", world);
+  const auto scores = train::read_scores(dir / "s.h5", dir / "set.h5");
+  std::vector<double> token(scores.token_loss.begin(), scores.token_loss.end());
+  std::vector<std::int64_t> start(scores.n_tokens.size());
+  for (std::size_t i = 1; i < start.size(); ++i) start[i] = start[i - 1] + scores.n_tokens[i - 1];
+  auto normalised = [](const std::vector<double>& l, double tau) {
+    std::vector<double> w(l.size());
+    double sum = 0;
+    for (std::size_t i = 0; i < l.size(); ++i) sum += (w[i] = std::exp(-l[i] / tau));
+    for (auto& x : w) x /= sum / static_cast<double>(l.size());
+    return w;
+  };
+  for (const std::string granularity : {"sample", "token", "both"}) {
+    for (const auto& [tau_text, fixed] : {std::pair<std::string, double>{"'median'", 0.0}, {"0.5", 0.5}}) {
+      const auto job =
+          ft_job(dir.path(), "g", "flow", {"flow.granularity=" + granularity, "flow.tau=" + tau_text});
+      const double tau_s = fixed > 0 ? fixed : plain_median(scores.loss);
+      const double tau_t = fixed > 0 ? fixed : plain_median(token);
+      const auto ws = normalised(scores.loss, tau_s), wt = normalised(token, tau_t);
+      auto source = train::make_batch_source(job, world);
+      const double denom = source->begin_step();
+      const train::MicroBatch mb = source->micro_batch(0);
+      ASSERT_NE(mb.sample_ids, nullptr);
+      for (index_t b = 0; b < mb.B; ++b) {
+        const auto id = static_cast<std::size_t>(mb.sample_ids[b]);
+        std::int64_t j = 0;
+        for (index_t t = 0; t < mb.T; ++t) {
+          const auto k = static_cast<std::size_t>(b * mb.T + t);
+          double want = 0;
+          if (mb.mask[k] != 0.0f) {
+            want = granularity == "token" ? 1.0 : ws[id];
+            if (granularity != "sample") want *= wt[static_cast<std::size_t>(start[id] + j++)];
+          }
+          EXPECT_NEAR(mb.weights[k], want, 1e-6 * want + 1e-12) << granularity << " tau " << tau_text;
+          EXPECT_NEAR(mb.dlosses[k], want / denom, 1e-6 * want / denom + 1e-15);
+        }
+        EXPECT_EQ(j, granularity == "sample" ? 0 : scores.n_tokens[id]);
+      }
+    }
+  }
+  std::vector<double> first_losses;
+  for (const std::string tau : {"0.5", "2.0", "{quantile = 0.9}"}) {
+    const auto r = train::run_training(ft_job(dir.path(), "sweep_" + std::to_string(first_losses.size()),
+                                              "flow", {"flow.tau=" + tau, "train.max_steps=2"}),
+                                       world);
+    ASSERT_EQ(r.losses.size(), 2u);
+    first_losses.push_back(r.losses[0]);
+  }
+  EXPECT_NE(first_losses[0], first_losses[1]);
+  EXPECT_NE(first_losses[1], first_losses[2]);
+  world.barrier();
 }
 
 }  // namespace
