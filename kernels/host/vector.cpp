@@ -11,28 +11,13 @@ using host::for_blocks;
 using host::host_range;
 using host::kBlock;
 
-// sum_i x_i^2 in double: per-block partials, added in block order.
-double sum_squares(const float* x, index_t n) {
+namespace {
+// sum_i x_i y_i in double: per-block partials, added in block order (x == y: sum of squares).
+double blocked_dot(const char* label, const float* x, const float* y, index_t n) {
   const index_t nb = (n + kBlock - 1) / kBlock;
   std::vector<double> partial(static_cast<std::size_t>(nb));
   double* part = partial.data();
-  for_blocks("flowlm::sum_squares", n, [=](index_t i0, index_t i1) {
-    double s = 0.0;
-#pragma omp simd reduction(+ : s)
-    for (index_t i = i0; i < i1; ++i) s += static_cast<double>(x[i]) * x[i];
-    part[i0 / kBlock] = s;
-  });
-  double total = 0.0;
-  for (const double s : partial) total += s;
-  return total;
-}
-
-// sum_i x_i y_i in double, blocked like sum_squares.
-double dot(const float* x, const float* y, index_t n) {
-  const index_t nb = (n + kBlock - 1) / kBlock;
-  std::vector<double> partial(static_cast<std::size_t>(nb));
-  double* part = partial.data();
-  for_blocks("flowlm::dot", n, [=](index_t i0, index_t i1) {
+  for_blocks(label, n, [=](index_t i0, index_t i1) {
     double s = 0.0;
 #pragma omp simd reduction(+ : s)
     for (index_t i = i0; i < i1; ++i) s += static_cast<double>(x[i]) * y[i];
@@ -42,6 +27,11 @@ double dot(const float* x, const float* y, index_t n) {
   for (const double s : partial) total += s;
   return total;
 }
+}  // namespace
+
+double sum_squares(const float* x, index_t n) { return blocked_dot("flowlm::sum_squares", x, x, n); }
+
+double dot(const float* x, const float* y, index_t n) { return blocked_dot("flowlm::dot", x, y, n); }
 
 void scale(float* x, float s, index_t n) {
   for_blocks("flowlm::scale", n, [=](index_t i0, index_t i1) {

@@ -149,9 +149,10 @@ ModelConfig gpt2_from(Keys& k) {
 }
 
 /// Llama, Mistral and Qwen2: RMSNorm, RoPE, SwiGLU, untied head unless said otherwise.
-ModelConfig llama_from(Keys& k, const std::string& architecture) {
+/// The shape keys Llama-style and Gemma-2 configs share, over `arch`'s family defaults.
+ModelConfig decoder_from(Keys& k, const char* arch, std::optional<std::int64_t> head_dim, bool tied) {
   ModelConfig c;
-  c.arch = "llama";
+  c.arch = arch;
   c = config::with_family_defaults(c, {});
   c.vocab_size = k.integer("vocab_size");
   c.n_embd = k.integer("hidden_size");
@@ -159,11 +160,16 @@ ModelConfig llama_from(Keys& k, const std::string& architecture) {
   c.n_layer = k.integer("num_hidden_layers");
   c.n_head = k.integer("num_attention_heads");
   c.n_kv_head = k.integer("num_key_value_heads", c.n_head);
-  c.head_dim = k.integer("head_dim", c.n_embd / std::max<std::int64_t>(1, c.n_head));
+  c.head_dim = k.integer("head_dim", head_dim ? *head_dim : c.n_embd / std::max<std::int64_t>(1, c.n_head));
   c.block_size = k.integer("max_position_embeddings");
   c.norm_eps = k.number("rms_norm_eps", 1e-6);
   c.rope_theta = k.number("rope_theta", 10000.0);
-  c.tie_embeddings = k.boolean("tie_word_embeddings", false);
+  c.tie_embeddings = k.boolean("tie_word_embeddings", tied);
+  return c;
+}
+
+ModelConfig llama_from(Keys& k, const std::string& architecture) {
+  ModelConfig c = decoder_from(k, "llama", std::nullopt, /*tied=*/false);
   k.require("hidden_act", {"silu"}, "the gated MLP uses SiLU (swiglu)");
   k.require("rope_scaling", {},
             "flowlm's RoPE has no frequency scaling (Llama 3.1+ 'llama3', 'linear', 'yarn')");
@@ -183,20 +189,7 @@ ModelConfig llama_from(Keys& k, const std::string& architecture) {
 }
 
 ModelConfig gemma2_from(Keys& k) {
-  ModelConfig c;
-  c.arch = "gemma2";
-  c = config::with_family_defaults(c, {});
-  c.vocab_size = k.integer("vocab_size");
-  c.n_embd = k.integer("hidden_size");
-  c.n_ff = k.integer("intermediate_size");
-  c.n_layer = k.integer("num_hidden_layers");
-  c.n_head = k.integer("num_attention_heads");
-  c.n_kv_head = k.integer("num_key_value_heads", c.n_head);
-  c.head_dim = k.integer("head_dim", 256);
-  c.block_size = k.integer("max_position_embeddings");
-  c.norm_eps = k.number("rms_norm_eps", 1e-6);
-  c.rope_theta = k.number("rope_theta", 10000.0);
-  c.tie_embeddings = k.boolean("tie_word_embeddings", true);
+  ModelConfig c = decoder_from(k, "gemma2", 256, /*tied=*/true);
   c.query_scale = 1.0 / std::sqrt(k.number("query_pre_attn_scalar", 256.0));
   c.attn_softcap = k.given("attn_logit_softcapping") ? k.number("attn_logit_softcapping") : 0.0;
   c.final_softcap = k.given("final_logit_softcapping") ? k.number("final_logit_softcapping") : 0.0;
