@@ -34,7 +34,7 @@ struct PrepareConfig {
   std::vector<std::string> inputs;  // text files or globs (required for prepare)
   std::string output_dir = "data";  // writes <output_dir>/<name>_train_NNNNNN.bin, _val_
   std::string name = "text";
-  std::string tokenizer = "byte";         // "byte" (vocab 256); "gpt2" later
+  std::string tokenizer = "byte";         // "byte" (vocab 256) or a tokenizer file / HF model directory
   double val_fraction = 0.1;              // in [0, 0.5]
   std::int64_t shard_tokens = 100000000;  // max tokens per shard, >= 1024
   std::string format = "text";            // "text" (token shards) or "jsonl" (sample sets)
@@ -42,6 +42,7 @@ struct PrepareConfig {
   std::string answer_field = "answer";    // jsonl: field holding the answer (counts for the loss)
   std::int64_t block_size = 256;          // jsonl: max model input tokens per sample (length - 1)
   std::string overlong = "error";         // jsonl: a sample over block_size: error | truncate | drop
+  std::string prompt_template = "none";   // jsonl (key "template"): none | alpaca | text with {prompt}
 };
 
 /// \brief AdamW and the learning-rate schedule.

@@ -27,7 +27,10 @@ void describe(PrepareConfig& c, Schema& s) {
   s.field("output_dir", c.output_dir, "Writes <output_dir>/<name>_train_NNNNNN.bin and _val_ shards.",
           nonempty());
   s.field("name", c.name, "Prefix of the shard file names.", nonempty());
-  s.field("tokenizer", c.tokenizer, "Tokenizer: byte (vocab 256) or gpt2 (BPE).", one_of({"byte", "gpt2"}));
+  s.field("tokenizer", c.tokenizer,
+          "Tokenizer: byte (vocab 256), or the path of a Hugging Face tokenizer.json, a SentencePiece "
+          "tokenizer.model, GPT-2's encoder.json (+ vocab.bpe), or a model directory holding one.",
+          nonempty());
   s.field("val_fraction", c.val_fraction, "Fraction of the tokens held out for validation.", between(0, 0.5));
   s.field("shard_tokens", c.shard_tokens, "Maximum tokens per shard file.", ge(1024));
   s.field(
@@ -44,6 +47,10 @@ void describe(PrepareConfig& c, Schema& s) {
   s.field("overlong", c.overlong,
           "jsonl: a sample longer than block_size is an error, truncated (answer cut), or dropped; counted.",
           one_of({"error", "truncate", "drop"}));
+  s.field("template", c.prompt_template,
+          "jsonl: the prompt's template: none (as it is), alpaca (Stanford Alpaca's, as the FLOW reference), "
+          "or a text with {prompt}; the answer follows it, then the end-of-sequence token.",
+          nonempty());
 }
 
 void describe(ModelConfig& c, Schema& s) {
