@@ -16,6 +16,16 @@ int device_count() {
   return n;
 }
 
+std::string no_device_reason() {
+  int n = 0;
+  const cudaError_t err = cudaGetDeviceCount(&n);
+  if (err != cudaSuccess) {
+    (void)cudaGetLastError();
+    return cudaGetErrorString(err);
+  }
+  return n == 0 ? "the CUDA runtime reports 0 devices" : "";
+}
+
 std::string description() {
   int rt = 0;
   FLOWLM_CUDA_CHECK(cudaRuntimeGetVersion(&rt));

@@ -7,8 +7,10 @@
 //    and backward against `reference`, checks that backward accumulates (or overwrites, where the
 //    op says so), and checks the backend's gradients by central finite differences.
 // 2. Semantics the table cannot express: in-place calls, error cases, AdamW against a
-//    hand-computed example, NaN/Inf detection, causal/window structure of att, the factory, and
-//    run-to-run bitwise determinism of the host reductions.
+//    hand-computed example, NaN/Inf detection, causal/window structure of att (on every compiled
+//    backend), the factory, and run-to-run bitwise determinism of the host reductions.
+// The cuda instantiations compile into every CUDA build and skip, saying "no CUDA device visible",
+// where the machine has no GPU.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -26,6 +28,7 @@
 
 #include "core/error.hpp"
 #include "kernels/backend.hpp"
+#include "kernels/cuda/device.hpp"
 #include "kernels/kernels.hpp"
 #include "support/testing.hpp"
 
@@ -477,6 +480,13 @@ const std::vector<OpCase>& op_cases() {
 
 // ---- the harness -----------------------------------------------------------------------------
 
+// Why a compiled backend cannot run on this machine ("" when it can).
+std::string unavailable(const std::string& backend) {
+  if (backend == "cuda" && kern::cuda::device_count() == 0)
+    return "no CUDA device visible (" + kern::cuda::no_device_reason() + ")";
+  return "";
+}
+
 std::uint64_t fnv1a(const std::string& s) {
   std::uint64_t h = 1469598103934665603ull;
   for (const char ch : s) h = (h ^ static_cast<unsigned char>(ch)) * 1099511628211ull;
@@ -674,6 +684,7 @@ void check_finite_differences(Run& run, const OpCase& c, const HostData& h,
 }
 
 void run_op_case(const OpCase& c, const std::string& backend, DType dtype) {
+  if (const std::string why = unavailable(backend); !why.empty()) GTEST_SKIP() << why;
   std::unique_ptr<Backend> be;
   try {
     be = kern::make_backend(backend);
@@ -788,10 +799,13 @@ TEST(OpCaseTable, CoversEveryOpAndBothCpuBackends) {
 
 // ---- semantics outside the table ---------------------------------------------------------
 
-// A backend plus host-backed helpers for the tests below.
-class Cpu : public ::testing::TestWithParam<std::string> {
+// A backend plus helpers that move host vectors in and out of it, for the tests below.
+class Backends : public ::testing::TestWithParam<std::string> {
  protected:
-  void SetUp() override { be = kern::make_backend(GetParam()); }
+  void SetUp() override {
+    if (const std::string why = unavailable(GetParam()); !why.empty()) GTEST_SKIP() << why;
+    be = kern::make_backend(GetParam());
+  }
   Buffer upload(const Vec& x, Shape shape) {
     Buffer b = be->alloc(DType::f32, std::move(shape));
     be->copy_in(b.view(), x.data(), x.size() * sizeof(float));
@@ -821,16 +835,16 @@ bool bitwise_equal(const Vec& a, const Vec& b) {
   return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
 }
 
-TEST_P(Cpu, SupportsF32OnlyAndNamesItself) {
+TEST_P(Backends, SupportsF32OnlyAndNamesItself) {
   EXPECT_EQ(be->name(), GetParam());
-  EXPECT_EQ(be->device(), kern::Device::host);
+  EXPECT_EQ(be->device(), GetParam() == "cuda" ? kern::Device::cuda : kern::Device::host);
   for (const Op op : kern::kAllOps) {
     EXPECT_TRUE(be->supports(op, DType::f32)) << kern::op_name(op);
     EXPECT_FALSE(be->supports(op, DType::bf16)) << kern::op_name(op);
   }
 }
 
-TEST_P(Cpu, BuffersAreZeroedMoveOnlyAndSized) {
+TEST_P(Backends, BuffersAreZeroedMoveOnlyAndSized) {
   Buffer a = be->alloc(DType::f32, {3, 5});
   EXPECT_EQ(download(a), Vec(15, 0.0f));
   EXPECT_EQ(a.view().bytes(), 60u);
@@ -849,7 +863,7 @@ TEST_P(Cpu, BuffersAreZeroedMoveOnlyAndSized) {
   EXPECT_EQ(be->alloc(DType::bf16, {7}).view().bytes(), 14u);
 }
 
-TEST_P(Cpu, CrossEntropyInPlaceMatchesOutOfPlace) {
+TEST_P(Backends, CrossEntropyInPlaceMatchesOutOfPlace) {
   const index_t N = 7, V = 19;
   std::mt19937 rng(21);
   const Vec logits = randn(N * V, rng, 2.0f);
@@ -870,7 +884,7 @@ TEST_P(Cpu, CrossEntropyInPlaceMatchesOutOfPlace) {
   }
 }
 
-TEST_P(Cpu, CrossEntropyRejectsBadTargetUnlessMasked) {
+TEST_P(Backends, CrossEntropyRejectsBadTargetUnlessMasked) {
   const index_t N = 5, V = 7;
   std::mt19937 rng(18);
   Buffer logits = upload(randn(N * V, rng), {N, V}), losses = be->alloc(DType::f32, {N});
@@ -889,7 +903,7 @@ TEST_P(Cpu, CrossEntropyRejectsBadTargetUnlessMasked) {
   }
 }
 
-TEST_P(Cpu, EmbeddingRejectsBadTokenId) {
+TEST_P(Backends, EmbeddingRejectsBadTokenId) {
   Buffer wte = be->alloc(DType::f32, {11, 4}), out = be->alloc(DType::f32, {1, 3, 4});
   Buffer tok = upload_ids({1, 11, 2}, {1, 3});
   const std::string msg =
@@ -899,7 +913,7 @@ TEST_P(Cpu, EmbeddingRejectsBadTokenId) {
   EXPECT_TRUE(contains(msg, "[0, 11)")) << msg;
 }
 
-TEST_P(Cpu, ElementwiseOpsRunInPlace) {
+TEST_P(Backends, ElementwiseOpsRunInPlace) {
   std::mt19937 rng(22);
   const Vec a = randn(50, rng, 5.0f), b = randn(50, rng);
   Buffer x = upload(a, {5, 10}), y = upload(b, {5, 10}), sum = be->alloc(DType::f32, {5, 10});
@@ -914,7 +928,7 @@ TEST_P(Cpu, ElementwiseOpsRunInPlace) {
 }
 
 // att rows are probabilities over exactly the visible keys: i - window < j <= i.
-TEST_P(Cpu, AttentionProbabilitiesAreCausalAndWindowed) {
+TEST_P(Backends, AttentionProbabilitiesAreCausalAndWindowed) {
   const index_t B = 2, T = 70, NH = 4, KVH = 2, hd = 8;
   std::mt19937 rng(23);
   Buffer qkv = upload(randn(B * T * (NH + 2 * KVH) * hd, rng), {B, T, (NH + 2 * KVH) * hd});
@@ -941,7 +955,7 @@ TEST_P(Cpu, AttentionProbabilitiesAreCausalAndWindowed) {
   }
 }
 
-TEST_P(Cpu, AdamwTwoStepsByHand) {
+TEST_P(Backends, AdamwTwoStepsByHand) {
   // lr 0.1, betas (0.9, 0.999), eps 1e-8, weight decay 0.01, grad_scale 0.5.
   // Step 1: m_hat / sqrt(v_hat) = sign(g), so p -= 0.1 * (sign(g) + 0.01 p) (for g = 0 only the decay):
   //   1 -> 0.899, -2 -> -1.898, 0.5 -> 0.4995.  Step 2 worked through the same formulas in double.
@@ -970,7 +984,7 @@ TEST_P(Cpu, AdamwTwoStepsByHand) {
                "step = 0"));
 }
 
-TEST_P(Cpu, ReductionsSeeNanAndInfAnywhere) {
+TEST_P(Backends, ReductionsSeeNanAndInfAnywhere) {
   const index_t n = 20001;  // several host blocks
   Vec x(n, 0.5f);
   Buffer b = upload(x, {n});
@@ -995,7 +1009,7 @@ TEST_P(Cpu, ReductionsSeeNanAndInfAnywhere) {
 }
 
 // Shape, dtype, device and absent-argument errors name the backend, the op and the argument.
-TEST_P(Cpu, BadArgumentsAreNamed) {
+TEST_P(Backends, BadArgumentsAreNamed) {
   Buffer inp = be->alloc(DType::f32, {6, 4}), w = be->alloc(DType::f32, {5, 7}),
          out = be->alloc(DType::f32, {6, 7});
   std::string msg = thrown<flowlm::Error>(
@@ -1025,10 +1039,11 @@ TEST_P(Cpu, BadArgumentsAreNamed) {
   EXPECT_TRUE(contains(
       msg, "gelu_forward: inp [4] is bf16, but the " + GetParam() + " backend does not run gelu in bf16"))
       << msg;
-  TensorView on_gpu = out.view();
-  on_gpu.device = kern::Device::cuda;
-  msg = thrown<flowlm::Error>([&] { be->scale(on_gpu, 2.0f); });
-  EXPECT_TRUE(contains(msg, "scale: x [6, 7] is on cuda")) << msg;
+  TensorView elsewhere = out.view();
+  elsewhere.device = be->device() == kern::Device::host ? kern::Device::cuda : kern::Device::host;
+  msg = thrown<flowlm::Error>([&] { be->scale(elsewhere, 2.0f); });
+  EXPECT_TRUE(contains(msg, std::string("scale: x [6, 7] is on ") + kern::device_name(elsewhere.device)))
+      << msg;
   msg = thrown<flowlm::Error>([&] { be->gelu_forward({}, inp.view()); });
   EXPECT_TRUE(contains(msg, "gelu_forward: out is required but absent")) << msg;
   Buffer tok = be->alloc(DType::f32, {1, 6});
@@ -1037,18 +1052,32 @@ TEST_P(Cpu, BadArgumentsAreNamed) {
 }
 
 std::string param_name(const ::testing::TestParamInfo<std::string>& p) { return p.param; }
-INSTANTIATE_TEST_SUITE_P(Kernels, Cpu, ::testing::Values("host", "reference"), param_name);
+INSTANTIATE_TEST_SUITE_P(Kernels, Backends, ::testing::ValuesIn(kern::compiled_backends()), param_name);
 
+// "cuda" is a ConfigError naming run.backend where it is compiled out, or compiled in without a device.
 TEST(KernelsFactory, UnavailableBackendsAreConfigErrorsNamingRunBackend) {
-  std::string msg = thrown<flowlm::ConfigError>([] { (void)kern::make_backend("cuda"); });
-  EXPECT_TRUE(contains(msg, "run.backend = \"cuda\"")) << msg;
-  EXPECT_TRUE(contains(msg, "no CUDA backend")) << msg;
-  EXPECT_TRUE(contains(msg, "host, reference")) << msg;
+  const auto names = kern::compiled_backends();
+  const bool cuda_compiled = std::find(names.begin(), names.end(), "cuda") != names.end();
+  std::string msg;
+  if (!cuda_compiled) {
+    msg = thrown<flowlm::ConfigError>([] { (void)kern::make_backend("cuda"); });
+    EXPECT_TRUE(contains(msg, "run.backend = \"cuda\"")) << msg;
+    EXPECT_TRUE(contains(msg, "no CUDA backend")) << msg;
+    EXPECT_TRUE(contains(msg, "host, reference")) << msg;
+  } else if (kern::cuda::device_count() == 0) {
+    msg = thrown<flowlm::ConfigError>([] { (void)kern::make_backend("cuda"); });
+    EXPECT_TRUE(contains(msg, "run.backend = \"cuda\": no CUDA device visible (")) << msg;
+    EXPECT_TRUE(contains(msg, "CUDA_VISIBLE_DEVICES")) << msg;
+  }
   msg = thrown<flowlm::ConfigError>([] { (void)kern::make_backend("nope"); });
   EXPECT_TRUE(contains(msg, "run.backend = \"nope\"")) << msg;
   EXPECT_TRUE(contains(msg, "unknown backend")) << msg;
   EXPECT_TRUE(contains(msg, "host, reference")) << msg;
-  for (const std::string& name : kern::compiled_backends()) EXPECT_EQ(kern::make_backend(name)->name(), name);
+  for (const std::string& name : names) {
+    if (unavailable(name).empty()) {
+      EXPECT_EQ(kern::make_backend(name)->name(), name);
+    }
+  }
 }
 
 // ---- host: the GPT-2 entry points that src/model calls are the interface's kernels -------

@@ -1,0 +1,17 @@
+// Rotary position embedding (Hugging Face rotate-half) in place on the GPU (see
+// kernels/reference/rope.cpp for the math).
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include "core/types.hpp"
+#include "kernels/ops.hpp"
+
+namespace flowlm::kernels::cuda {
+
+/// \brief Rotates the q and k heads of qkv [B, T, (NH + 2 KVH) hd] in place by angle t * theta^(-2i/hd).
+void rope_forward(cudaStream_t stream, float* qkv, index_t B, index_t T, const RopeParams& p);
+/// \brief The inverse (transpose) rotation, in place on the gradient dqkv.
+void rope_backward(cudaStream_t stream, float* dqkv, index_t B, index_t T, const RopeParams& p);
+
+}  // namespace flowlm::kernels::cuda
