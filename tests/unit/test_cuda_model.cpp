@@ -18,6 +18,7 @@
 #include "kernels/backend.hpp"
 #include "kernels/cuda/device.hpp"
 #include "model/transformer.hpp"
+#include "support/families.hpp"
 
 namespace {
 
@@ -28,47 +29,7 @@ namespace kern = flowlm::kernels;
 using Vec = std::vector<float>;
 using IVec = std::vector<std::int32_t>;
 
-// The tiny family configs of test_families.cpp (keep the two in step): each family's distinct knobs
-// on, GQA, qkv biases with tied embeddings, sliding windows, Gemma-2's soft-caps and head_dim.
-std::map<std::string, ModelConfig> families() {
-  std::map<std::string, ModelConfig> out;
-  auto base = [](const std::string& arch, const std::vector<std::string>& given) {
-    ModelConfig c;
-    c.arch = arch;
-    c.n_layer = 2;
-    c.n_head = 4;
-    c.n_embd = 16;
-    c.vocab_size = 37;
-    c.block_size = 16;
-    return flowlm::config::with_family_defaults(c, given);
-  };
-  out["gpt2"] = base("gpt2", {});
-  ModelConfig llama = base("llama", {});
-  llama.n_kv_head = 2;
-  llama.n_ff = 24;
-  out["llama"] = llama;
-  ModelConfig qwen2 = base("llama", {"biases", "tie_embeddings", "rope_theta"});
-  qwen2.biases = "qkv";
-  qwen2.tie_embeddings = true;
-  qwen2.rope_theta = 1e6;
-  qwen2.n_kv_head = 2;
-  qwen2.n_ff = 24;
-  out["qwen2"] = qwen2;
-  ModelConfig mistral = base("llama", {"sliding_window"});
-  mistral.sliding_window = 3;
-  mistral.n_kv_head = 1;
-  mistral.n_ff = 24;
-  out["mistral"] = mistral;
-  ModelConfig gemma = base("gemma2", {"attn_softcap", "final_softcap", "sliding_window"});
-  gemma.n_kv_head = 2;
-  gemma.head_dim = 8;
-  gemma.n_ff = 32;
-  gemma.sliding_window = 3;
-  gemma.attn_softcap = 2.0;
-  gemma.final_softcap = 1.5;
-  out["gemma2"] = gemma;
-  return out;
-}
+using flowlm::testing::families;
 
 IVec random_tokens(index_t n, index_t V, unsigned seed) {
   std::mt19937 rng(seed);
