@@ -335,33 +335,6 @@ std::string flowlm_name(const std::string& hf, const ModelConfig& cfg) {
   return hf;
 }
 
-/// Runs `work` on rank 0; every rank throws the same error if it fails.
-template <typename F>
-void on_root(const comm::Communicator& world, F&& work) {
-  std::string err;
-  int kind = 0;
-  if (world.is_root()) {
-    try {
-      work();
-    } catch (const ConfigError& e) {
-      err = e.what();
-      kind = 1;
-    } catch (const UsageError& e) {
-      err = e.what();
-      kind = 2;
-    } catch (const Error& e) {
-      err = e.what();
-      kind = 3;
-    }
-  }
-  if (!world.any(!err.empty())) return;
-  world.broadcast(err);
-  kind = static_cast<int>(world.max(static_cast<double>(kind)));
-  if (kind == 1) throw ConfigError(err);
-  if (kind == 2) throw UsageError(err);
-  throw IoError(err);
-}
-
 json read_json(const fs::path& file) {
   std::ifstream in(file);
   if (!in) fail<IoError>("{}: cannot open", file.string());
@@ -413,7 +386,8 @@ fs::path find_tokenizer(const fs::path& ckpt_path, int depth = 0) {
 }  // namespace
 
 void import_hf(const fs::path& hf_dir, const fs::path& out, const comm::Communicator& world) {
-  on_root(world, [&] {
+  // Rank 0 does the work; the other ranks wait and rethrow its error.
+  world.on_root<int>([&] {
     const fs::path cfg_file = hf_dir / "config.json";
     if (!fs::is_directory(hf_dir))
       fail<IoError>("{}: not a directory (expected a Hugging Face model dir)", hf_dir.string());
@@ -470,12 +444,13 @@ void import_hf(const fs::path& hf_dir, const fs::path& out, const comm::Communic
               copied.empty()
                   ? std::string("; no tokenizer files found")
                   : fmt::format("; tokenizer files ({}) -> {}", fmt::join(copied, ", "), tok.string()));
+    return 0;
   });
 }
 
 void export_hf(const fs::path& checkpoint, const fs::path& hf_dir, const ExportOptions& opt,
                const comm::Communicator& world) {
-  on_root(world, [&] {
+  world.on_root<int>([&] {
     const io::CheckpointReader ckpt(checkpoint);
     const ModelConfig cfg = config::resolve_model(read_model_config(ckpt));
     std::string architecture = opt.architecture;
@@ -521,6 +496,7 @@ void export_hf(const fs::path& checkpoint, const fs::path& hf_dir, const ExportO
     if (copied.empty())
       log::warn("export: {} has no tokenizer files; transformers' AutoTokenizer will not load it",
                 hf_dir.string());
+    return 0;
   });
 }
 
