@@ -363,6 +363,10 @@ index_t axpby(const ArgCheck& a, const TensorView& y, const TensorView& x) {
   return check_same(a, x, {{"y", &y}}, "x");
 }
 
+index_t sign(const ArgCheck& a, const TensorView& out, const TensorView& x) {
+  return check_same(a, x, {{"out", &out}}, "x");
+}
+
 // ---- bad ids
 
 void fail_token_id(const ArgCheck& a, const TensorView& tokens, index_t i, std::int32_t id, index_t V) {

@@ -92,6 +92,7 @@ index_t dot(const ArgCheck& a, const TensorView& x, const TensorView& y);
 index_t scale(const ArgCheck& a, const TensorView& x);
 index_t all_finite(const ArgCheck& a, const TensorView& x);
 index_t axpby(const ArgCheck& a, const TensorView& y, const TensorView& x);
+index_t sign(const ArgCheck& a, const TensorView& out, const TensorView& x);
 
 // ---- bad ids in the data (flowlm::DataError), found by the backend where its data lives
 /// \brief Element `i` of tokens [B, T] holds `id`, outside [0, V).

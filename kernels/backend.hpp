@@ -160,6 +160,8 @@ class Backend : public Deallocator {
   virtual bool all_finite(const TensorView& x) = 0;
   /// \brief y = a * x + b * y (EMA, L2-to-init, weighted losses); with b == 0, y is not read.
   virtual void axpby(const TensorView& y, const TensorView& x, float a, float b) = 0;
+  /// \brief out = sign(x): 1, -1, or 0 for zero (L1 penalties); out may alias x.
+  virtual void sign(const TensorView& out, const TensorView& x) = 0;
 };
 
 /// \brief The backend called `name`: "host" (Kokkos + OpenBLAS; needs a live BackendScope),

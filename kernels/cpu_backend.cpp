@@ -55,6 +55,7 @@ struct CpuKernels {
   decltype(&ref::scale) scale;
   decltype(&ref::all_finite) all_finite;
   decltype(&ref::axpby) axpby;
+  decltype(&ref::sign) sign;
 };
 
 #define FLOWLM_CPU_KERNELS(ns)                                                                              \
@@ -67,7 +68,7 @@ struct CpuKernels {
         &ns::glu_forward, &ns::glu_backward, &ns::residual_forward, &ns::residual_backward,                 \
         &ns::softcap_forward, &ns::softcap_backward, &ns::crossentropy_forward, &ns::crossentropy_backward, \
         &ns::per_sample_loss, &ns::adamw_update, &ns::sum_squares, &ns::dot, &ns::scale, &ns::all_finite,   \
-        &ns::axpby                                                                                          \
+        &ns::axpby, &ns::sign                                                                               \
   }
 
 constexpr std::size_t kAlign = 64;  // a cache line: what the vectorised kernels like to start on
@@ -319,6 +320,11 @@ class CpuBackend final : public Backend {
     const ArgCheck a(*this, Op::axpby, "axpby");
     const index_t n = args::axpby(a, y, x);
     k_.axpby(y.f32(), x.f32(), n, alpha, beta);
+  }
+  void sign(const TensorView& out, const TensorView& x) override {
+    const ArgCheck a(*this, Op::sign, "sign");
+    const index_t n = args::sign(a, out, x);
+    k_.sign(out.f32(), x.f32(), n);
   }
 
  private:

@@ -2,7 +2,8 @@
 //
 //   flowlm <stage> <job.toml> [--set section.key=value]... [--dry-run]
 //   flowlm inspect <file.h5>
-//   flowlm import <hf_dir> <out.h5>  |  flowlm export <ckpt.h5> <hf_dir> [--dtype bf16]
+//   flowlm import <hf_dir> <out.h5>  |  flowlm export <ckpt.h5> <hf_dir> [--dtype bf16] [--adapter]
+//   flowlm merge <lora.h5> <out.h5>
 //   flowlm --version | --help | <stage> --help
 //
 // Library code throws typed errors (src/core/error.hpp); this file alone turns them into a
@@ -25,6 +26,7 @@
 #include "flowlm/build_config.hpp"
 #include "kernels/backend.hpp"
 #include "kernels/cuda/device.hpp"
+#include "model/checkpoint.hpp"
 #include "stages/stage.hpp"
 
 namespace {
@@ -154,6 +156,13 @@ int run(int argc, char** argv, const Communicator& world) {
       "--tokenizer", export_args.tokenizer,
       "tokenizer dir or file to copy along (default: the one recorded by the checkpoint or "
       "the model it started from)");
+  export_cmd->add_flag("--adapter", export_args.adapter,
+                       "LoRA checkpoints: write only the adapters, as PEFT's adapter_config.json and "
+                       "adapter_model.safetensors (default: the base with the adapters folded in)");
+  CLI::App* merge_cmd =
+      app.add_subcommand("merge", "fold the LoRA adapters of a checkpoint into its base: a plain checkpoint");
+  merge_cmd->add_option("lora_checkpoint", hf_in, "checkpoint of a finetune.lora run (.h5)")->required();
+  merge_cmd->add_option("out", hf_out, "checkpoint to write (.h5)")->required();
   CLI::App* reference =
       app.add_subcommand("reference", "print every job-file key with its default and meaning");
   flowlm::stages::DemoOptions demo_opt;
@@ -190,6 +199,10 @@ int run(int argc, char** argv, const Communicator& world) {
   }
   if (*export_cmd) {
     flowlm::stages::run_export(hf_in, hf_out, export_args, world);
+    return 0;
+  }
+  if (*merge_cmd) {
+    flowlm::model::merge_lora_checkpoint(hf_in, hf_out, world);
     return 0;
   }
   if (*inspect) {

@@ -328,6 +328,11 @@ class CudaBackend final : public Backend {
     const index_t n = args::axpby(a, y, x);
     cuda::axpby(stream(), y.f32(), x.f32(), n, alpha, beta);
   }
+  void sign(const TensorView& out, const TensorView& x) override {
+    const ArgCheck a(*this, Op::sign, "sign");
+    const index_t n = args::sign(a, out, x);
+    cuda::sign(stream(), out.f32(), x.f32(), n);
+  }
 
  private:
   cudaStream_t stream() const { return stream_.get(); }

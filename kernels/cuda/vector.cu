@@ -45,6 +45,11 @@ __global__ void scale_kernel(float* x, float s, index_t n) {
   for (index_t i = grid_index(); i < n; i += grid_stride()) x[i] *= s;
 }
 
+__global__ void sign_kernel(float* out, const float* x, index_t n) {
+  for (index_t i = grid_index(); i < n; i += grid_stride())
+    out[i] = static_cast<float>((x[i] > 0.0f) - (x[i] < 0.0f));
+}
+
 // Every thread that meets a NaN or Inf stores 1 (the same value: the race is benign).
 __global__ void nonfinite_kernel(int* nonfinite, const float* x, index_t n) {
   bool bad = false;
@@ -73,6 +78,12 @@ void scale(cudaStream_t stream, float* x, float s, index_t n) {
   if (n == 0) return;
   scale_kernel<<<elementwise_blocks(n), kElementwiseThreads, 0, stream>>>(x, s, n);
   FLOWLM_CUDA_CHECK_LAUNCH(scale_kernel);
+}
+
+void sign(cudaStream_t stream, float* out, const float* x, index_t n) {
+  if (n == 0) return;
+  sign_kernel<<<elementwise_blocks(n), kElementwiseThreads, 0, stream>>>(out, x, n);
+  FLOWLM_CUDA_CHECK_LAUNCH(sign_kernel);
 }
 
 void find_nonfinite(cudaStream_t stream, int* nonfinite, const float* x, index_t n) {

@@ -20,6 +20,8 @@ void sum_squares(cudaStream_t stream, double* result, double* partials, const fl
 void dot(cudaStream_t stream, double* result, double* partials, const float* x, const float* y, index_t n);
 /// \brief x *= s.
 void scale(cudaStream_t stream, float* x, float s, index_t n);
+/// \brief out[i] = sign(x[i]) (0 for zero and NaN); out may alias x.
+void sign(cudaStream_t stream, float* out, const float* x, index_t n);
 /// \brief Sets *nonfinite to 1 if some x[i] is NaN or Inf (the caller zeroes it first).
 void find_nonfinite(cudaStream_t stream, int* nonfinite, const float* x, index_t n);
 /// \brief y = a x + b y; with b == 0, y is only written.

@@ -39,6 +39,12 @@ void scale(float* x, float s, index_t n) {
   });
 }
 
+void sign(float* out, const float* x, index_t n) {
+  for_blocks("flowlm::sign", n, [=](index_t i0, index_t i1) {
+    for (index_t i = i0; i < i1; ++i) out[i] = static_cast<float>((x[i] > 0.0f) - (x[i] < 0.0f));
+  });
+}
+
 // Inf and NaN are exactly the floats whose exponent bits are all ones.
 bool all_finite(const float* x, index_t n) {
   const index_t nb = (n + kBlock - 1) / kBlock;

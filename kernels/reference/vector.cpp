@@ -22,6 +22,10 @@ void scale(float* x, float s, index_t n) {
   for (index_t i = 0; i < n; ++i) x[i] *= s;
 }
 
+void sign(float* out, const float* x, index_t n) {
+  for (index_t i = 0; i < n; ++i) out[i] = static_cast<float>((x[i] > 0.0f) - (x[i] < 0.0f));
+}
+
 bool all_finite(const float* x, index_t n) {
   for (index_t i = 0; i < n; ++i) {
     if (!std::isfinite(x[i])) return false;

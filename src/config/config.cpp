@@ -221,6 +221,55 @@ const Field* find_field(const Schema& s, const std::string& path) {
   return nullptr;
 }
 
+/// The table of a (possibly dotted) section name, "finetune.lora" -> root.finetune.lora; null when absent.
+const toml::table* find_section(const toml::table& root, const std::string& name) {
+  const toml::table* t = &root;
+  std::size_t begin = 0;
+  while (t) {
+    const std::size_t dot = name.find('.', begin);
+    t = t->get_as<toml::table>(
+        name.substr(begin, dot == std::string::npos ? std::string::npos : dot - begin));
+    if (dot == std::string::npos) return t;
+    begin = dot + 1;
+  }
+  return nullptr;
+}
+
+/// The table of a section, created (with its parents) when absent.
+toml::table& ensure_section(toml::table& root, const std::string& name) {
+  toml::table* t = &root;
+  std::size_t begin = 0;
+  for (;;) {
+    const std::size_t dot = name.find('.', begin);
+    const std::string part = name.substr(begin, dot == std::string::npos ? std::string::npos : dot - begin);
+    if (!t->contains(part)) t->insert(part, toml::table{});
+    t = t->get_as<toml::table>(part);  // a table: check_known_keys ran first
+    if (dot == std::string::npos) return *t;
+    begin = dot + 1;
+  }
+}
+
+/// Every key of section `name` (table `table`) must be a field or a known sub-section.
+void check_section_keys(const toml::table& table, const std::string& name, const Schema& s,
+                        const std::vector<std::string>& sections, const std::vector<std::string>& paths,
+                        const std::string& origin) {
+  for (const auto& [sub, subnode] : table) {
+    const std::string path = name + "." + std::string(sub.str());
+    if (find_field(s, path)) continue;
+    if (std::find(sections.begin(), sections.end(), path) != sections.end()) {
+      const auto* inner = subnode.as_table();
+      if (!inner)
+        fail<ConfigError>("{}: '{}' must be a table ([{}] or {} = {{...}}), got {}",
+                          where(origin, subnode.source()), path, path, path, describe_node(subnode));
+      check_section_keys(*inner, path, s, sections, paths, origin);
+      continue;
+    }
+    std::vector<std::string> all = paths;
+    all.insert(all.end(), sections.begin(), sections.end());
+    fail<ConfigError>("{}: unknown key '{}'{}", where(origin, sub.source()), path, suggestion(path, all));
+  }
+}
+
 /// Every key in the file must be a known section holding known keys.
 void check_known_keys(const toml::table& root, const Schema& s, const std::string& origin) {
   const auto sections = section_names(s);
@@ -239,12 +288,7 @@ void check_known_keys(const toml::table& root, const Schema& s, const std::strin
     if (!table)
       fail<ConfigError>("{}: '{}' must be a table ([{}]), got {}", where(origin, node.source()), name, name,
                         describe_node(node));
-    for (const auto& [sub, subnode] : *table) {
-      const std::string path = name + "." + std::string(sub.str());
-      if (!find_field(s, path))
-        fail<ConfigError>("{}: unknown key '{}'{}", where(origin, sub.source()), path,
-                          suggestion(path, paths));
-    }
+    check_section_keys(*table, name, s, sections, paths, origin);
   }
 }
 
@@ -409,12 +453,11 @@ std::string apply_override(toml::table& root, const Schema& s, const std::string
                           std::holds_alternative<std::vector<std::string>*>(f->ptr);
   if (value && wants_text && !value->is_string() && !value->is_array()) value = nullptr;
 
-  if (!root.contains(f->section)) root.insert(f->section, toml::table{});
-  auto* section = root.get_as<toml::table>(f->section);  // a table: check_known_keys ran first
+  toml::table& section = ensure_section(root, f->section);
   if (!value)
-    section->insert_or_assign(f->key, rhs);
+    section.insert_or_assign(f->key, rhs);
   else
-    value->visit([&](const auto& v) { section->insert_or_assign(f->key, v); });
+    value->visit([&](const auto& v) { section.insert_or_assign(f->key, v); });
   return key;
 }
 
@@ -478,7 +521,7 @@ JobConfig parse_job(const std::string& toml_text, const std::string& origin,
 
   std::vector<std::string> given_model_keys;
   for (const auto& f : schema.fields()) {
-    const auto* section = root.get_as<toml::table>(f.section);
+    const toml::table* section = find_section(root, f.section);
     const toml::node* node = section ? section->get(f.key) : nullptr;
     if (!node) continue;  // keeps the default
     if (f.section == "model") given_model_keys.push_back(f.key);

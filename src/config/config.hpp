@@ -111,12 +111,22 @@ struct TauSpec {
 };
 
 /// \brief Fine-tuning on a sample set (`flowlm train` with finetune.train_set).
+/// \brief LoRA adapters (finetune.lora): delta W = (alpha / r) * B A on the target projections.
+struct LoraConfig {
+  std::int64_t r = 0;                // rank; 0 = full fine-tuning (no adapters)
+  double alpha = 0.0;                // scale numerator; 0 = r (scale 1)
+  double dropout = 0.0;              // input dropout of the adapters (only 0 is supported)
+  std::vector<std::string> targets;  // module names (q_proj, c_attn, ...); empty = every projection
+};
+
 struct FinetuneConfig {
-  std::string method = "standard";  // standard | flow | l2_init
+  std::string method = "standard";  // standard | flow | l2_init | l1_init
   std::string train_set = "";       // sample set (.h5); empty = pretraining on data.train shards
   std::string scores = "";          // scores.h5 from `flowlm score` (method = flow)
   std::int64_t epochs = 0;          // > 0: train.max_steps = ceil(epochs * samples / global_batch)
   double l2_lambda = 0.0;           // l2_init: lambda of lambda * sum((theta - theta0)^2) / num_params
+  double l1_lambda = 0.0;           // l1_init: lambda of lambda * sum(|theta - theta0|) / num_params
+  LoraConfig lora;
 };
 
 /// \brief FLOW weighting: w_i = exp(-l_i / tau), optionally normalised to mean 1.

@@ -171,16 +171,32 @@ void describe(AverageConfig& c, Schema& s) {
 }
 
 void describe(FinetuneConfig& c, Schema& s) {
-  s.field("method", c.method,
-          "standard: plain fine-tuning; flow: per-sample weights from finetune.scores; l2_init: adds "
-          "l2_lambda * sum((theta - theta0)^2) / num_params.",
-          one_of({"standard", "flow", "l2_init"}));
+  s.field(
+      "method", c.method,
+      "standard: plain fine-tuning; flow: per-sample weights from finetune.scores; l2_init: adds "
+      "l2_lambda * sum((theta - theta0)^2) / num_params; l1_init: adds l1_lambda * sum(|theta - theta0|) / "
+      "num_params (theta: the trained parameters, the adapters with LoRA).",
+      one_of({"standard", "flow", "l2_init", "l1_init"}));
   s.field("train_set", c.train_set,
           "Sample set (.h5) to fine-tune on; empty = pretrain on data.train shards.");
   s.field("scores", c.scores, "scores.h5 written by `flowlm score` for train_set (method = flow).");
   s.field("epochs", c.epochs, "> 0: run ceil(epochs * samples / global_batch) steps instead of max_steps.",
           ge(0));
   s.field("l2_lambda", c.l2_lambda, "l2_init: strength of the pull towards the initial weights.", ge(0));
+  s.field("l1_lambda", c.l1_lambda, "l1_init: strength of the L1 pull towards the initial weights.", ge(0));
+}
+
+void describe(LoraConfig& c, Schema& s) {
+  s.field("r", c.r, "Adapter rank; 0 = no adapters (every parameter trains).", ge(0));
+  s.field("alpha", c.alpha, "Scale numerator: delta W = (alpha / r) B A; 0 = alpha equal to r.", ge(0));
+  s.field("dropout", c.dropout,
+          "Dropout on the adapters' input. flowlm folds B A into the weight each step, which has no input "
+          "dropout: only 0 is accepted.",
+          between(0, 1));
+  s.field("targets", c.targets,
+          "Projections that get adapters, by module name as PEFT matches them (GPT-2: c_attn, c_proj, c_fc; "
+          "Llama, Gemma-2: q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj); empty = all of "
+          "them.");
 }
 
 void describe(FlowConfig& c, Schema& s) {
@@ -236,8 +252,12 @@ Schema describe(JobConfig& c) {
   describe(c.inherit, s);
   s.section("average", "The average stage: LAWA, SWA, EMA and interpolation of checkpoints.");
   describe(c.average, s);
-  s.section("finetune", "Fine-tuning on a sample set: standard, FLOW-weighted or L2 to the initial weights.");
+  s.section("finetune",
+            "Fine-tuning on a sample set: standard, FLOW-weighted, or L2 / L1 to the initial weights.");
   describe(c.finetune, s);
+  s.section("finetune.lora",
+            "LoRA: train low-rank adapters on the projections instead of the model (any method above).");
+  describe(c.finetune.lora, s);
   s.section(
       "flow",
       "FLOW weights w = exp(-loss / tau) from the pre-trained model's per-sample (or per-token) losses.");

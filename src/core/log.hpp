@@ -32,6 +32,8 @@ void warn(fmt::format_string<Args...> f, Args&&... args) {
 
 /// \brief "1h02m", "3m05s", "12s": durations for ETA fields.
 std::string format_duration(double seconds);
+/// \brief "512 B", "3.4 MiB", "1.2 GiB".
+std::string human_bytes(double bytes);
 
 /// \brief RAII: while alive, this process's info and warning lines are appended to `file`
 /// instead of the console (a pipeline that shows its own progress keeps each step's full log

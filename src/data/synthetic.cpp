@@ -4,20 +4,12 @@
 #include <random>
 
 #include "core/error.hpp"
+#include "core/random.hpp"
 #include "data/shard.hpp"
 
 namespace flowlm::data {
 
 namespace {
-
-std::uint64_t fnv1a(const std::string& s) {
-  std::uint64_t h = 1469598103934665603ull;
-  for (const char c : s) {
-    h ^= static_cast<unsigned char>(c);
-    h *= 1099511628211ull;
-  }
-  return h;
-}
 
 /// Uniform in [lo, hi] by rejection: the same on every standard library.
 std::int64_t uniform(std::mt19937_64& rng, std::int64_t lo, std::int64_t hi) {

@@ -7,20 +7,12 @@
 #include <limits>
 #include <system_error>
 
+#include "core/log.hpp"
 #include "io/hdf5.hpp"
 
 namespace flowlm::io {
 namespace {
-
-std::string human_bytes(double b) {
-  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  int u = 0;
-  while (b >= 1024 && u < 4) {
-    b /= 1024;
-    ++u;
-  }
-  return u == 0 ? fmt::format("{:.0f} B", b) : fmt::format("{:.1f} {}", b, units[u]);
-}
+using flowlm::log::human_bytes;
 
 /// Long or multi-line strings (config_toml) become a one-line description.
 std::string short_text(const std::string& s, bool is_string) {

@@ -1,6 +1,7 @@
 #include "model/checkpoint.hpp"
 
 #include <algorithm>
+#include <cstring>
 #include <set>
 
 #include "config/config.hpp"
@@ -155,7 +156,119 @@ ModelConfig read_model_config(const io::CheckpointReader& ckpt, std::int64_t fal
   return legacy_gpt2(ckpt, fallback_n_head);
 }
 
+bool is_lora_checkpoint(const io::CheckpointReader& ckpt) { return ckpt.meta().extra.count("lora_base") > 0; }
+
+LoraCheckpointInfo read_lora_info(const io::CheckpointReader& ckpt) {
+  const auto& extra = ckpt.meta().extra;
+  auto attr = [&](const char* name) -> const std::string& {
+    const auto it = extra.find(name);
+    if (it == extra.end())
+      fail<IoError>("{}: LoRA checkpoint without the attribute '{}'", ckpt.path().string(), name);
+    return it->second;
+  };
+  LoraCheckpointInfo info;
+  info.base = attr("lora_base");
+  info.base_fingerprint = attr("lora_base_fingerprint");
+  try {
+    info.spec.r = std::stoll(attr("lora_r"));
+    info.spec.alpha = std::stod(attr("lora_alpha"));
+  } catch (const std::exception&) {
+    fail<IoError>("{}: attributes lora_r = '{}' / lora_alpha = '{}' are not numbers", ckpt.path().string(),
+                  attr("lora_r"), attr("lora_alpha"));
+  }
+  const std::string& targets = attr("lora_targets");
+  for (std::size_t b = 0; b < targets.size();) {
+    const std::size_t e = std::min(targets.find(',', b), targets.size());
+    if (e > b) info.spec.targets.push_back(targets.substr(b, e - b));
+    b = e + 1;
+  }
+  return info;
+}
+
+void add_lora_meta(io::CheckpointMeta& meta, const Lora& lora, const std::filesystem::path& base,
+                   const std::string& base_fingerprint) {
+  meta.extra["lora_base"] = std::filesystem::absolute(base).lexically_normal().string();
+  meta.extra["lora_base_fingerprint"] = base_fingerprint;
+  meta.extra["lora_r"] = std::to_string(lora.spec().r);
+  meta.extra["lora_alpha"] = fmt::format("{}", lora.spec().alpha);
+  meta.extra["lora_targets"] = fmt::format("{}", fmt::join(lora.spec().targets, ","));
+}
+
+std::string weights_fingerprint(const Transformer& model) {
+  // 64-bit words mixed in order (splitmix-style): fast enough for every load of a base model.
+  const auto* words = reinterpret_cast<const std::uint64_t*>(model.params());
+  const auto n = static_cast<std::size_t>(model.num_params()) * sizeof(float);
+  std::uint64_t h = 0x243F6A8885A308D3ull ^ n;
+  for (std::size_t i = 0; i < n / 8; ++i) {
+    h ^= words[i] + 0x9E3779B97F4A7C15ull + (h << 6) + (h >> 2);
+    h *= 0xBF58476D1CE4E5B9ull;
+  }
+  if (n % 8) {
+    std::uint64_t tail = 0;
+    std::memcpy(&tail, reinterpret_cast<const char*>(words) + n / 8 * 8, n % 8);
+    h = (h ^ tail) * 0x94D049BB133111EBull;
+  }
+  return fmt::format("{:016x}", h);
+}
+
+std::vector<float> stored_tensor(const Transformer& model, std::size_t i, const float* flat) {
+  if (const Lora* lora = model.lora()) return lora->to_peft(i, flat);
+  const ParamSpec& p = model.param_table().at(i);
+  return std::vector<float>(flat + p.offset, flat + p.offset + p.numel);
+}
+
+void unstore_tensor(const Transformer& model, std::size_t i, const float* stored, float* flat) {
+  if (const Lora* lora = model.lora()) return lora->from_peft(i, stored, flat);
+  const ParamSpec& p = model.param_table().at(i);
+  std::copy(stored, stored + p.numel, flat + p.offset);
+}
+
+void merge_lora_checkpoint(const std::filesystem::path& in, const std::filesystem::path& out,
+                           const comm::Communicator& world) {
+  world.on_root<int>([&] {
+    const io::CheckpointReader ckpt(in);
+    if (!is_lora_checkpoint(ckpt))
+      fail<UsageError>("merge: {} holds no LoRA adapters (it is a whole model already)", in.string());
+    const auto model = load_model(in);
+    io::CheckpointMeta meta = ckpt.meta();
+    for (const char* key : {"lora_base", "lora_base_fingerprint", "lora_r", "lora_alpha", "lora_targets"})
+      meta.extra.erase(key);
+    meta.extra["kind"] = "merged";
+    meta.extra["merged_from"] = std::filesystem::absolute(in).lexically_normal().string();
+    meta.world_size = 1;
+    meta.model_attrs = model_attrs(model->config());
+    std::vector<io::TensorRef> tensors;
+    for (const auto& p : model->param_table())
+      tensors.push_back({p.name, p.shape, model->params() + p.offset, 0});
+    io::write_checkpoint(out, meta, tensors, {}, comm::Communicator::self());
+    log::info("merge: {} (adapters of {}) -> {} ({} params)", in.string(), ckpt.meta().extra.at("lora_base"),
+              out.string(), model->num_params());
+    return 0;
+  });
+}
+
+void load_adapters(Transformer& model, const io::CheckpointReader& ckpt) {
+  Lora* lora = model.lora();
+  if (!lora) fail<Error>("load_adapters: the model has no adapters");
+  std::vector<std::vector<float>> peft;
+  for (const auto& p : lora->table()) {
+    std::vector<float> t(static_cast<std::size_t>(p.numel));
+    ckpt.read("model", p.name, p.shape, t.data());
+    peft.push_back(std::move(t));
+  }
+  lora->write_all(peft);
+}
+
 void load_weights(Transformer& model, const io::CheckpointReader& ckpt) {
+  if (is_lora_checkpoint(ckpt)) {
+    if (!model.lora())
+      fail<IoError>(
+          "{}: is a LoRA checkpoint (adapters of {}), not a model; load it through the stages that read "
+          "checkpoints (they fold the adapters in) or run `flowlm merge {} out.h5` first",
+          ckpt.path().string(), ckpt.meta().extra.at("lora_base"), ckpt.path().string());
+    load_adapters(model, ckpt);
+    return;
+  }
   if (ckpt.meta().model_attrs.count("arch")) {
     const ModelConfig theirs = from_attrs(ckpt);
     if (!theirs.same_architecture(model.config()))
@@ -169,10 +282,31 @@ void load_weights(Transformer& model, const io::CheckpointReader& ckpt) {
   for (const auto& p : model.param_table()) ckpt.read("model", p.name, p.shape, params + p.offset);
 }
 
-std::unique_ptr<Transformer> load_model(const std::filesystem::path& checkpoint, const std::string& backend) {
+std::unique_ptr<Transformer> load_model(const std::filesystem::path& checkpoint, const std::string& backend,
+                                        int depth) {
   const io::CheckpointReader r(checkpoint);
-  auto m = std::make_unique<Transformer>(read_model_config(r), backend);
-  load_weights(*m, r);
+  if (!is_lora_checkpoint(r)) {
+    auto m = std::make_unique<Transformer>(read_model_config(r), backend);
+    load_weights(*m, r);
+    return m;
+  }
+  const LoraCheckpointInfo info = read_lora_info(r);
+  if (depth > 16)
+    fail<IoError>("{}: LoRA checkpoints name each other as base in a cycle", checkpoint.string());
+  if (!std::filesystem::exists(info.base))
+    fail<IoError>("{}: the base model of these adapters, {}, does not exist (moved or deleted?)",
+                  checkpoint.string(), info.base.string());
+  auto m = load_model(info.base, backend, depth + 1);
+  if (!read_model_config(r).same_architecture(m->config()))
+    fail<IoError>("{}: the adapters were trained on another architecture than {} holds", checkpoint.string(),
+                  info.base.string());
+  if (const std::string now = weights_fingerprint(*m); now != info.base_fingerprint)
+    fail<IoError>(
+        "{}: its base {} has changed since the adapters were trained (weights fingerprint {} instead of {})",
+        checkpoint.string(), info.base.string(), now, info.base_fingerprint);
+  m->enable_lora(info.spec);
+  load_adapters(*m, r);
+  m->merge_lora();
   return m;
 }
 

@@ -448,10 +448,76 @@ void import_hf(const fs::path& hf_dir, const fs::path& out, const comm::Communic
   });
 }
 
+namespace {
+
+/// PEFT's adapter_config.json for the adapters of a LoRA checkpoint (PEFT 0.13's LoraConfig keys).
+json peft_adapter_config(const ModelConfig& cfg, const LoraCheckpointInfo& info) {
+  return json{{"peft_type", "LORA"},
+              {"task_type", "CAUSAL_LM"},
+              {"r", info.spec.r},
+              {"lora_alpha", info.spec.alpha},
+              {"lora_dropout", 0.0},
+              {"target_modules", info.spec.targets},
+              {"bias", "none"},
+              {"fan_in_fan_out", cfg.arch == "gpt2"},  // GPT-2's Conv1D stores [in, out]
+              {"use_rslora", false},
+              {"use_dora", false},
+              {"init_lora_weights", true},
+              {"inference_mode", true},
+              {"modules_to_save", nullptr},
+              {"layers_to_transform", nullptr},
+              {"layers_pattern", nullptr},
+              {"rank_pattern", json::object()},
+              {"alpha_pattern", json::object()},
+              {"base_model_name_or_path", info.base.string()},
+              {"revision", nullptr}};
+}
+
+void write_text_file(const fs::path& path, const std::string& text) {
+  const fs::path tmp = path.string() + ".tmp";
+  {
+    std::ofstream out(tmp);
+    out << text;
+    if (!out) fail<IoError>("{}: cannot write", tmp.string());
+  }
+  fs::rename(tmp, path);
+}
+
+void export_adapter(const fs::path& checkpoint, const fs::path& dir, const ExportOptions& opt) {
+  const io::CheckpointReader ckpt(checkpoint);
+  if (!is_lora_checkpoint(ckpt))
+    fail<UsageError>("--adapter: {} holds a whole model, not LoRA adapters; export it without --adapter",
+                     checkpoint.string());
+  const LoraCheckpointInfo info = read_lora_info(ckpt);
+  const ModelConfig cfg = config::resolve_model(read_model_config(ckpt));
+  const auto listed = ckpt.tensors("model");
+  std::vector<io::SafetensorsOut> tensors;
+  for (const auto& [name, shape] : listed) tensors.push_back({name, shape});
+  fs::create_directories(dir);
+  io::write_safetensors(
+      dir / "adapter_model.safetensors", tensors, opt.dtype,
+      [&](std::size_t i, float* dst) { ckpt.read("model", tensors[i].name, tensors[i].shape, dst); },
+      {{"format", "pt"}});
+  write_text_file(dir / "adapter_config.json", peft_adapter_config(cfg, info).dump(2) + "\n");
+  log::info(
+      "export: adapters of {} (r = {}, alpha = {}, on {}) -> {} (PEFT: adapter_config.json, "
+      "adapter_model.safetensors, {}); their base is {}",
+      checkpoint.string(), info.spec.r, info.spec.alpha, fmt::join(info.spec.targets, ", "), dir.string(),
+      io::safetensors_dtype_name(opt.dtype), info.base.string());
+}
+
+}  // namespace
+
 void export_hf(const fs::path& checkpoint, const fs::path& hf_dir, const ExportOptions& opt,
                const comm::Communicator& world) {
   world.on_root<int>([&] {
+    if (opt.adapter) {
+      export_adapter(checkpoint, hf_dir, opt);
+      return 0;
+    }
     const io::CheckpointReader ckpt(checkpoint);
+    // A LoRA checkpoint: its base with the adapters folded in.
+    const std::unique_ptr<Transformer> merged = is_lora_checkpoint(ckpt) ? load_model(checkpoint) : nullptr;
     const ModelConfig cfg = config::resolve_model(read_model_config(ckpt));
     std::string architecture = opt.architecture;
     if (architecture.empty()) {
@@ -467,15 +533,16 @@ void export_hf(const fs::path& checkpoint, const fs::path& hf_dir, const ExportO
     std::vector<io::SafetensorsOut> tensors;
     for (const auto& p : table) tensors.push_back({p.name, p.shape});
     fs::create_directories(hf_dir);
-    const auto files = io::write_safetensors_model(
-        hf_dir, tensors, opt.dtype,
-        [&](std::size_t i, float* dst) { ckpt.read("model", table[i].name, table[i].shape, dst); },
-        opt.max_shard_bytes, {{"format", "pt"}});
-    {
-      const fs::path tmp = hf_dir / "config.json.tmp";
-      std::ofstream(tmp) << config.dump(2) << '\n';
-      fs::rename(tmp, hf_dir / "config.json");
-    }
+    const auto files =
+        io::write_safetensors_model(hf_dir, tensors, opt.dtype,
+                                    [&](std::size_t i, float* dst) {
+                                      if (merged)
+                                        std::copy_n(merged->params() + table[i].offset, table[i].numel, dst);
+                                      else
+                                        ckpt.read("model", table[i].name, table[i].shape, dst);
+                                    },
+                                    opt.max_shard_bytes, {{"format", "pt"}});
+    write_text_file(hf_dir / "config.json", config.dump(2) + "\n");
     fs::path tok = opt.tokenizer.empty() ? find_tokenizer(checkpoint) : opt.tokenizer;
     std::vector<std::string> copied;
     if (!tok.empty()) {

@@ -56,10 +56,12 @@ struct ExportOptions {
   std::string architecture;                      ///< "" = default_hf_architecture
   std::int64_t max_shard_bytes = 5'000'000'000;  ///< transformers' default, 5 GB
   std::filesystem::path tokenizer;  ///< "" = the checkpoint's, or that of the model it started from
+  bool adapter = false;  ///< LoRA checkpoints: PEFT's adapter_config.json + adapter_model.safetensors
 };
 
 /// \brief `flowlm export <ckpt.h5> <hf_dir>`: config.json, model.safetensors (or shards and an index)
-/// and the tokenizer files. Collective (rank 0 writes).
+/// and the tokenizer files; a LoRA checkpoint exports its base with the adapters folded in, or with
+/// opt.adapter only the adapters in PEFT's format. Collective (rank 0 writes).
 void export_hf(const std::filesystem::path& checkpoint, const std::filesystem::path& hf_dir,
                const ExportOptions& opt, const comm::Communicator& world);
 

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "core/error.hpp"
+#include "core/random.hpp"
 
 namespace flowlm::model {
 
@@ -11,19 +12,6 @@ namespace k = flowlm::kernels;
 using k::TensorView;
 
 namespace {
-
-std::uint64_t splitmix64(std::uint64_t& state) {
-  std::uint64_t z = (state += 0x9E3779B97F4A7C15ull);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-
-std::uint64_t fnv1a(const std::string& s) {
-  std::uint64_t h = 0xcbf29ce484222325ull;
-  for (unsigned char c : s) h = (h ^ c) * 0x100000001b3ull;
-  return h;
-}
 
 // Box-Muller on splitmix64 output: the same numbers on every platform and compiler
 // (std::normal_distribution is implementation-defined).
@@ -140,11 +128,18 @@ const float* Transformer::grads() const {
 }
 
 k::TensorView Transformer::grads_view() {
+  if (lora_)
+    fail<Error>(
+        "Transformer::grads_view: the base weights are frozen under LoRA; use trainable_grads_view()");
   if (!grads_) grads_ = backend_->alloc(k::DType::f32, {num_params_});
   return grads_.view();
 }
 
 void Transformer::zero_grad() {
+  if (lora_) {
+    lora_->zero_grad();
+    return;
+  }
   if (!grads_)
     grads_ = backend_->alloc(k::DType::f32, {num_params_});  // zero-filled
   else
@@ -187,6 +182,62 @@ void Transformer::init_random(std::uint64_t seed) {
   backend_->copy_in(params_.view(), host.data(), host.size() * sizeof(float));
 }
 
+// ---- LoRA -------------------------------------------------------------------------------
+
+void Transformer::enable_lora(const config::LoraConfig& spec) {
+  if (lora_) fail<Error>("Transformer::enable_lora: the model has adapters already");
+  lora_ = std::make_unique<Lora>(table_, spec, *backend_);
+  grads_.reset();  // the frozen base has no gradients
+  norm_sink_ = backend_->alloc(k::DType::f32, {cfg_.n_embd});
+}
+
+void Transformer::merge_lora() {
+  if (!lora_) fail<Error>("Transformer::merge_lora: the model has no adapters");
+  for (std::size_t t = 0; t < table_.size(); ++t) {
+    const auto group = static_cast<index_t>(t);
+    if (!lora_->adapts(group)) continue;
+    // The group's fused extent: the adapted tensors' group and its same-role neighbours.
+    index_t rows = 0;
+    for (std::size_t u = t; u < table_.size() && table_[u].layer == table_[t].layer &&
+                            table_[u].role == table_[t].role && !table_[u].is_bias;
+         ++u)
+      rows += table_[u].shape[0];
+    const TensorView base = pview(group, {rows, table_[t].shape[1]});
+    backend_->axpby(base, lora_->merged(group, base), 1.0f, 0.0f);
+  }
+  lora_.reset();
+  norm_sink_.reset();
+}
+
+TensorView Transformer::weight(index_t t, const Shape& shape) {
+  const TensorView w = pview(t, shape);
+  return lora_ && lora_->adapts(t) ? lora_->merged(t, w) : w;
+}
+
+void Transformer::projection_backward(const TensorView& dinp, index_t w, const Shape& wshape, index_t b,
+                                      const Shape& bshape, const TensorView& dout, const TensorView& inp) {
+  if (!lora_) {
+    backend_->matmul_backward(dinp, gview(w, wshape), b >= 0 ? gview(b, bshape) : absent(), dout, inp,
+                              pview(w, wshape), layout_);
+    return;
+  }
+  if (!lora_->adapts(w)) {
+    backend_->matmul_backward(dinp, absent(), absent(), dout, inp, pview(w, wshape), layout_);
+    return;
+  }
+  const TensorView merged = lora_->merged(w, pview(w, wshape));
+  const TensorView dweight = lora_->group_grad(merged);
+  backend_->matmul_backward(dinp, dweight, absent(), dout, inp, merged, layout_);
+  lora_->backward(w, dweight);
+}
+
+TensorView Transformer::norm_grad(index_t t) {
+  if (t < 0) return absent();
+  if (!lora_) return gview(t);
+  return TensorView{norm_sink_.data(), k::DType::f32, table_[static_cast<std::size_t>(t)].shape,
+                    backend_->device()};
+}
+
 // ---- views ------------------------------------------------------------------------------
 
 TensorView Transformer::pview(index_t t, const Shape& shape) const {
@@ -211,10 +262,11 @@ TensorView Transformer::act_view(index_t offset, Shape shape) const {
                     backend_->device()};
 }
 
-void Transformer::layout_activations(index_t B, index_t T, bool training) {
+Transformer::ArenaPlan Transformer::plan_activations(index_t B, index_t T, bool training) const {
   const index_t C = cfg_.n_embd, N = B * T, HD = cfg_.n_head * cfg_.head_dim, F = cfg_.n_ff;
   const index_t post = cfg_.post_norms ? 1 : 0;
-  LayerLayout& L = lay_;
+  ArenaPlan plan{};
+  LayerLayout& L = plan.lay;
   index_t w = 0;
   auto take_w = [&](index_t n) {
     const index_t o = w;
@@ -248,17 +300,35 @@ void Transformer::layout_activations(index_t B, index_t T, bool training) {
     off += n;
     return o;
   };
-  off_x0_ = take(N * C);
-  off_layers_ = take(L.stride * (training ? cfg_.n_layer : 1));
-  off_hf_ = take(N * C);
-  off_hf_mean_ = take(N);
-  off_hf_rstd_ = take(N);
-  off_logits_ = take(N * cfg_.vocab_size);
-  off_losses_ = take(N);
-  if (off > acts_size_) {
+  plan.x0 = take(N * C);
+  plan.layers = take(L.stride * (training ? cfg_.n_layer : 1));
+  plan.hf = take(N * C);
+  plan.hf_mean = take(N);
+  plan.hf_rstd = take(N);
+  plan.logits = take(N * cfg_.vocab_size);
+  plan.losses = take(N);
+  plan.total = off;
+  return plan;
+}
+
+std::size_t Transformer::activation_bytes(index_t B, index_t T, bool training) const {
+  return static_cast<std::size_t>(plan_activations(B, T, training).total) * sizeof(float);
+}
+
+void Transformer::layout_activations(index_t B, index_t T, bool training) {
+  const ArenaPlan plan = plan_activations(B, T, training);
+  lay_ = plan.lay;
+  off_x0_ = plan.x0;
+  off_layers_ = plan.layers;
+  off_hf_ = plan.hf;
+  off_hf_mean_ = plan.hf_mean;
+  off_hf_rstd_ = plan.hf_rstd;
+  off_logits_ = plan.logits;
+  off_losses_ = plan.losses;
+  if (plan.total > acts_size_) {
     acts_.reset();  // no copy of stale contents on growth
-    acts_ = backend_->alloc(k::DType::f32, {off});
-    acts_size_ = off;
+    acts_ = backend_->alloc(k::DType::f32, {plan.total});
+    acts_size_ = plan.total;
   }
   B_ = B;
   T_ = T;
@@ -320,10 +390,10 @@ void Transformer::norm_forward(const TensorView& out, const TensorView& mean, co
 void Transformer::norm_backward(const TensorView& din, const TensorView& dout, const TensorView& in,
                                 const TensorView& mean, const TensorView& rstd, index_t w, index_t b) {
   if (cfg_.norm == "layernorm")
-    backend_->layernorm_backward(din, gview(w), gview(b), dout, in, pview(w), mean, rstd);
+    backend_->layernorm_backward(din, norm_grad(w), norm_grad(b), dout, in, pview(w), mean, rstd);
   else
     backend_->rmsnorm_backward(
-        din, gview(w), dout, in, pview(w), rstd,
+        din, norm_grad(w), dout, in, pview(w), rstd,
         k::RmsnormParams{static_cast<float>(cfg_.norm_eps), cfg_.norm == "rmsnorm_plus_one"});
 }
 
@@ -387,12 +457,12 @@ float Transformer::forward(const std::int32_t* tokens, const std::int32_t* targe
     const Shape in_w = layout_ == k::WeightLayout::conv1d ? Shape{C, in_cols_} : Shape{in_cols_, C};
     // Attention: r = x + post(out(attn(rope(qkv(norm(x)))))).
     norm_forward(a.h1, a.n1_mean, a.n1_rstd, x, W.attn_norm_w, W.attn_norm_b);
-    backend_->matmul_forward(a.qkv, a.h1, pview(W.qkv_w, qkv_w),
+    backend_->matmul_forward(a.qkv, a.h1, weight(W.qkv_w, qkv_w),
                              W.qkv_b >= 0 ? pview(W.qkv_b, {qkv_rows_}) : absent(), layout_);
     if (cfg_.pos == "rope") backend_->rope_forward(a.qkv, rope_params(B, T));
     backend_->attention_forward(a.att_y, a.att, a.qkv, attention_params(l, B, T));
-    backend_->matmul_forward(a.ao, a.att_y, pview(W.out_w), W.out_b >= 0 ? pview(W.out_b) : absent(),
-                             layout_);
+    backend_->matmul_forward(a.ao, a.att_y, weight(W.out_w, table_[W.out_w].shape),
+                             W.out_b >= 0 ? pview(W.out_b) : absent(), layout_);
     TensorView attn_out = a.ao;
     if (cfg_.post_norms) {
       norm_forward(a.ao_n, absent(), a.ao_rstd, a.ao, W.attn_post, -1);
@@ -401,14 +471,14 @@ float Transformer::forward(const std::int32_t* tokens, const std::int32_t* targe
     backend_->residual_forward(a.r, x, attn_out);
     // MLP: x_out = r + post(down(act(in(norm(r))))).
     norm_forward(a.h2, a.n2_mean, a.n2_rstd, a.r, W.mlp_norm_w, W.mlp_norm_b);
-    backend_->matmul_forward(a.fc, a.h2, pview(W.in_w, in_w), W.in_b >= 0 ? pview(W.in_b) : absent(),
+    backend_->matmul_forward(a.fc, a.h2, weight(W.in_w, in_w), W.in_b >= 0 ? pview(W.in_b) : absent(),
                              layout_);
     if (cfg_.mlp == "gelu")
       backend_->gelu_forward(a.act, a.fc);
     else
       backend_->glu_forward(a.act, a.fc, cfg_.mlp == "swiglu" ? k::GluKind::swiglu : k::GluKind::geglu);
-    backend_->matmul_forward(a.mo, a.act, pview(W.down_w), W.down_b >= 0 ? pview(W.down_b) : absent(),
-                             layout_);
+    backend_->matmul_forward(a.mo, a.act, weight(W.down_w, table_[W.down_w].shape),
+                             W.down_b >= 0 ? pview(W.down_b) : absent(), layout_);
     TensorView mlp_out = a.mo;
     if (cfg_.post_norms) {
       norm_forward(a.mo_n, absent(), a.mo_rstd, a.mo, W.mlp_post, -1);
@@ -464,6 +534,17 @@ const float* Transformer::logits() const {
 
 // ---- backward ---------------------------------------------------------------------------
 
+index_t Transformer::backward_scratch_floats(index_t B, index_t T) const {
+  const index_t N = B * T, HD = cfg_.n_head * cfg_.head_dim;
+  const index_t wide = std::max({in_cols_, qkv_rows_, HD, cfg_.n_ff});
+  const index_t cap = cfg_.final_softcap > 0 ? 2 * N * cfg_.vocab_size : 0;
+  return 3 * N * cfg_.n_embd + 2 * N * wide + B * cfg_.n_head * T * T + cap;
+}
+
+std::size_t Transformer::backward_scratch_bytes(index_t B, index_t T) const {
+  return static_cast<std::size_t>(backward_scratch_floats(B, T)) * sizeof(float);
+}
+
 void Transformer::backward(const float* dlosses) {
   if (!have_forward_ || !last_training_ || !last_has_targets_)
     fail<Error>(
@@ -471,7 +552,7 @@ void Transformer::backward(const float* dlosses) {
         "forward: backward consumes the logits)");
   const index_t B = B_, T = T_, N = B * T, C = cfg_.n_embd, V = cfg_.vocab_size, NL = cfg_.n_layer;
   const index_t HD = cfg_.n_head * cfg_.head_dim, F = cfg_.n_ff;
-  if (!grads_) grads_ = backend_->alloc(k::DType::f32, {num_params_});
+  if (!grads_ && !lora_) grads_ = backend_->alloc(k::DType::f32, {num_params_});
   have_forward_ = false;  // the logits buffer becomes dlogits below
 
   // Per-token loss gradients: given, or those of the mean over counted tokens.
@@ -496,8 +577,7 @@ void Transformer::backward(const float* dlosses) {
   // Activation gradients: dres, dbtc, dpost [N,C]; dA, dB [N, wide]; datt [B,NH,T,T]; with a final
   // soft-cap two [N,V] buffers (the capped logits must survive the cross-entropy backward).
   const index_t nc = N * C, wide = std::max({in_cols_, qkv_rows_, HD, F}), att = B * cfg_.n_head * T * T;
-  const index_t cap = cfg_.final_softcap > 0 ? 2 * N * V : 0;
-  const index_t need = 3 * nc + 2 * N * wide + att + cap;
+  const index_t need = backward_scratch_floats(B, T);
   if (need > scratch_size_) {
     scratch_.reset();
     scratch_ = backend_->alloc(k::DType::f32, {need});
@@ -525,7 +605,8 @@ void Transformer::backward(const float* dlosses) {
   }
   const TensorView hf = act_view(off_hf_, {N, C});
   backend_->zero(dbtc);
-  backend_->matmul_backward(dbtc, gview(head_), absent(), dlogits, hf, pview(head_), k::WeightLayout::linear);
+  backend_->matmul_backward(dbtc, lora_ ? absent() : gview(head_), absent(), dlogits, hf, pview(head_),
+                            k::WeightLayout::linear);
   backend_->zero(dres);
   norm_backward(dres, dbtc, layer_acts(NL - 1).x_out, act_view(off_hf_mean_, {N}),
                 act_view(off_hf_rstd_, {N}), final_norm_w_, final_norm_b_);
@@ -536,7 +617,6 @@ void Transformer::backward(const float* dlosses) {
     const LayerActs a = layer_acts(l);
     const LayerTensors& W = layers_[static_cast<std::size_t>(l)];
     const TensorView x = residual_in(l);
-    auto gb = [&](index_t t, const Shape& sh) { return t >= 0 ? gview(t, sh) : absent(); };
     // MLP: x_out = r + post(down(act(in(norm(r))))); dres is d(x_out), the skip's gradient.
     TensorView dmo = dres;
     if (cfg_.post_norms) {
@@ -545,8 +625,7 @@ void Transformer::backward(const float* dlosses) {
       dmo = dpost;
     }
     backend_->zero(dA(F));
-    backend_->matmul_backward(dA(F), gview(W.down_w), gb(W.down_b, {C}), dmo, a.act, pview(W.down_w),
-                              layout_);
+    projection_backward(dA(F), W.down_w, table_[W.down_w].shape, W.down_b, {C}, dmo, a.act);
     backend_->zero(dB(in_cols_));
     if (cfg_.mlp == "gelu")
       backend_->gelu_backward(dB(in_cols_), a.fc, dA(F));
@@ -554,8 +633,7 @@ void Transformer::backward(const float* dlosses) {
       backend_->glu_backward(dB(in_cols_), a.fc, dA(F),
                              cfg_.mlp == "swiglu" ? k::GluKind::swiglu : k::GluKind::geglu);
     backend_->zero(dbtc);
-    backend_->matmul_backward(dbtc, gview(W.in_w, in_w), gb(W.in_b, {in_cols_}), dB(in_cols_), a.h2,
-                              pview(W.in_w, in_w), layout_);
+    projection_backward(dbtc, W.in_w, in_w, W.in_b, {in_cols_}, dB(in_cols_), a.h2);
     // Accumulating into dres adds the branch gradient to the skip connection's.
     norm_backward(dres, dbtc, a.r, a.n2_mean, a.n2_rstd, W.mlp_norm_w, W.mlp_norm_b);
     // Attention: r = x + post(out(attn(rope(qkv(norm(x)))))).
@@ -568,17 +646,17 @@ void Transformer::backward(const float* dlosses) {
     backend_->zero(dA(HD));
     TensorView daty = dA(HD);
     daty.shape = {B, T, HD};
-    backend_->matmul_backward(daty, gview(W.out_w), gb(W.out_b, {C}), dao, a.att_y, pview(W.out_w), layout_);
+    projection_backward(daty, W.out_w, table_[W.out_w].shape, W.out_b, {C}, dao, a.att_y);
     TensorView dqkv = dB(qkv_rows_);
     dqkv.shape = {B, T, qkv_rows_};
     backend_->zero(dqkv);
     backend_->attention_backward(dqkv, datt, daty, a.qkv, a.att, attention_params(l, B, T));
     if (cfg_.pos == "rope") backend_->rope_backward(dqkv, rope_params(B, T));
     backend_->zero(dbtc);
-    backend_->matmul_backward(dbtc, gview(W.qkv_w, qkv_w), gb(W.qkv_b, {qkv_rows_}), dqkv, a.h1,
-                              pview(W.qkv_w, qkv_w), layout_);
+    projection_backward(dbtc, W.qkv_w, qkv_w, W.qkv_b, {qkv_rows_}, dqkv, a.h1);
     norm_backward(dres, dbtc, x, a.n1_mean, a.n1_rstd, W.attn_norm_w, W.attn_norm_b);
   }
+  if (lora_) return;  // the embeddings are frozen
   TensorView dx0 = dres;
   dx0.shape = {B, T, C};
   backend_->embedding_backward(gview(tok_embed_), pos_embed_ >= 0 ? gview(pos_embed_) : absent(), dx0, tok,

@@ -12,6 +12,7 @@
 
 #include "core/types.hpp"
 #include "kernels/backend.hpp"
+#include "model/lora.hpp"
 #include "model/tensors.hpp"
 
 namespace flowlm::model {
@@ -47,6 +48,27 @@ class Transformer {
   kernels::TensorView grads_view();
   /// \brief Per-token losses [B*T] of the last forward, as a view on backend().
   kernels::TensorView token_losses_view() const;
+
+  /// \brief Adds LoRA adapters (zero: call lora()->init_random or load them) and freezes the
+  /// base: from now on backward() accumulates into the adapters' gradients only, and the
+  /// trainable_* views are the adapters'. ConfigError for a bad spec (see Lora).
+  void enable_lora(const config::LoraConfig& spec);
+  /// \brief The adapters, or null without LoRA.
+  Lora* lora() { return lora_.get(); }
+  const Lora* lora() const { return lora_.get(); }
+  /// \brief Folds the adapters into the weights (W += s B A) and removes them: the model is a
+  /// plain model again, with the same outputs to float rounding.
+  void merge_lora();
+  /// \brief What training updates: the whole parameter table, or the adapters with LoRA.
+  const std::vector<ParamSpec>& trainable_table() const { return lora_ ? lora_->table() : table_; }
+  index_t num_trainable() const { return lora_ ? lora_->num_params() : num_params_; }
+  kernels::TensorView trainable_params_view() const { return lora_ ? lora_->params_view() : params_view(); }
+  kernels::TensorView trainable_grads_view() { return lora_ ? lora_->grads_view() : grads_view(); }
+
+  /// \brief Bytes of the activation arena a forward of B x T allocates (training keeps every
+  /// layer's), and of the scratch its backward adds; for the trainer's memory report.
+  std::size_t activation_bytes(index_t B, index_t T, bool training) const;
+  std::size_t backward_scratch_bytes(index_t B, index_t T) const;
 
   const std::vector<ParamSpec>& param_table() const { return table_; }
   /// \brief The spec of a named tensor; throws Error naming the unknown name.
@@ -100,7 +122,24 @@ class Transformer {
   };
 
   void index_layers();
+  /// The arena layout of a B x T forward.
+  struct ArenaPlan {
+    LayerLayout lay;
+    index_t x0, layers, hf, hf_mean, hf_rstd, logits, losses, total;
+  };
+  ArenaPlan plan_activations(index_t B, index_t T, bool training) const;
   void layout_activations(index_t B, index_t T, bool training);
+  index_t backward_scratch_floats(index_t B, index_t T) const;
+  /// A projection's weight for the forward: its parameters, or with LoRA on its group the
+  /// merged W + s B A.
+  kernels::TensorView weight(index_t t, const Shape& shape);
+  /// The backward of a projection's matmul: dinp, and the weight and bias gradients unless the
+  /// base is frozen (with LoRA the adapters' gradients instead).
+  void projection_backward(const kernels::TensorView& dinp, index_t w, const Shape& wshape, index_t b,
+                           const Shape& bshape, const kernels::TensorView& dout,
+                           const kernels::TensorView& inp);
+  /// A norm's weight or bias gradient: its slot in grads(), or a discarded buffer when frozen.
+  kernels::TensorView norm_grad(index_t t);
   LayerActs layer_acts(index_t l) const;
   kernels::TensorView act_view(index_t offset, Shape shape) const;
   /// The residual stream entering layer l (the embedding output for l = 0 or in inference).
@@ -131,6 +170,8 @@ class Transformer {
   index_t qkv_rows_ = 0, in_cols_ = 0;  // fused widths: (H + 2K) d and F or 2F
   index_t num_params_ = 0;
   kernels::Buffer params_, grads_;
+  std::unique_ptr<Lora> lora_;
+  kernels::Buffer norm_sink_;  ///< receives norm gradients of a frozen base
 
   kernels::Buffer acts_, scratch_, tokens_, targets_, mask_, dlosses_;
   index_t acts_size_ = 0, scratch_size_ = 0;

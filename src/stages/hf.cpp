@@ -19,6 +19,7 @@ void run_export(const std::filesystem::path& checkpoint, const std::filesystem::
   opt.architecture = args.architecture;
   opt.max_shard_bytes = static_cast<std::int64_t>(std::llround(args.max_shard_gb * 1e9));
   opt.tokenizer = args.tokenizer;
+  opt.adapter = args.adapter;
   model::export_hf(checkpoint, hf_dir, opt, world);
 }
 

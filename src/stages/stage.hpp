@@ -46,6 +46,7 @@ struct ExportArgs {
   std::string architecture;
   double max_shard_gb = 5.0;
   std::filesystem::path tokenizer;
+  bool adapter = false;
 };
 /// \brief `flowlm export <ckpt.h5> <hf_dir>`: a checkpoint as a Hugging Face model directory.
 void run_export(const std::filesystem::path& checkpoint, const std::filesystem::path& hf_dir,

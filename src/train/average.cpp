@@ -12,6 +12,7 @@
 #include "core/log.hpp"
 #include "io/checkpoint.hpp"
 #include "io/hdf5.hpp"
+#include "model/checkpoint.hpp"
 #include "train/evaluate.hpp"
 
 namespace flowlm::train {
@@ -166,6 +167,13 @@ std::vector<AverageOutput> plan_average(const config::AverageConfig& cfg,
 std::vector<std::pair<std::string, Shape>> check_same_architecture(
     const std::vector<AverageSource>& sources) {
   if (sources.empty()) fail<ConfigError>("average: no checkpoints to compare");
+  for (const auto& s : sources)
+    if (model::is_lora_checkpoint(io::CheckpointReader(s.path)))
+      fail<ConfigError>(
+          "average: {} holds LoRA adapters; the mean of the A and B factors is not the mean of the updates B "
+          "A, "
+          "so `flowlm merge` each checkpoint and average the merged ones",
+          s.path.string());
   const auto ref = io::CheckpointReader(sources[0].path).tensors("model");
   if (ref.empty()) fail<ConfigError>("average: {} has no /model tensors", sources[0].path.string());
   for (std::size_t j = 1; j < sources.size(); ++j) {

@@ -35,22 +35,34 @@ fs::path save_train_checkpoint(const config::JobConfig& job, const TrainState& s
     meta.extra["finetune_method"] = job.finetune.method;
     meta.extra["finetune_set"] = job.finetune.train_set;
   }
-  std::vector<io::TensorRef> weights, moments;
-  for (const auto& p : model.param_table()) {
-    weights.push_back({p.name, p.shape, model.params() + p.offset, 0});
-    moments.push_back({optim_name("m", p.name), p.shape, opt.m() + p.offset, 0});
-    moments.push_back({optim_name("v", p.name), p.shape, opt.v() + p.offset, 0});
-  }
+  if (const model::Lora* lora = model.lora())
+    model::add_lora_meta(meta, *lora, job.model.init_from, state.lora_base_fingerprint);
+  // The trainable tensors as checkpoints store them (with LoRA: the adapters in PEFT's layout).
+  std::vector<std::vector<float>> held;
+  held.reserve(4 * model.trainable_table().size());
+  auto tensors = [&](const float* flat, const char* prefix) {
+    std::vector<io::TensorRef> refs;
+    const auto& table = model.trainable_table();
+    for (std::size_t i = 0; i < table.size(); ++i) {
+      held.push_back(model::stored_tensor(model, i, flat));
+      refs.push_back({prefix ? optim_name(prefix, table[i].name) : table[i].name, table[i].shape,
+                      held.back().data(), 0});
+    }
+    return refs;
+  };
+  const std::vector<float> params = model.lora() ? model.lora()->host_params() : std::vector<float>();
+  const std::vector<io::TensorRef> weights = tensors(model.lora() ? params.data() : model.params(), nullptr);
+  std::vector<io::TensorRef> moments = tensors(opt.m(), "m");
+  const std::vector<io::TensorRef> second = tensors(opt.v(), "v");
+  moments.insert(moments.end(), second.begin(), second.end());
   const fs::path path = dir / io::checkpoint_name(state.step);
   io::write_checkpoint(path, meta, weights, moments, world);
   if (ema) {
     io::CheckpointMeta ema_meta = meta;
     ema_meta.extra["kind"] = "ema";
     ema_meta.extra["ema_decay"] = fmt::format("{}", ema->decay());
-    std::vector<io::TensorRef> averaged;
-    for (const auto& p : model.param_table())
-      averaged.push_back({p.name, p.shape, ema->host_data() + p.offset, 0});
-    io::write_checkpoint(dir / ema_checkpoint_name(state.step), ema_meta, averaged, {}, world);
+    io::write_checkpoint(dir / ema_checkpoint_name(state.step), ema_meta, tensors(ema->host_data(), nullptr),
+                         {}, world);
   }
   if (world.is_root() && job.checkpoint.keep_last > 0) io::prune_checkpoints(dir, job.checkpoint.keep_last);
   return path;
@@ -84,13 +96,32 @@ std::optional<Resumed> resume_train_checkpoint(const config::JobConfig& job, mod
   if (meta.data_cursor.size() != 1)
     fail<IoError>("{}: attribute 'data_cursor' has {} entries, expected 1", file->string(),
                   meta.data_cursor.size());
+  TrainState state{meta.step, meta.tokens_seen, data::LoaderCursor{meta.data_cursor[0]}, {}};
+  if (model.lora()) {
+    if (!model::is_lora_checkpoint(ckpt))
+      fail<ConfigError>("{}: was saved without LoRA; this job sets finetune.lora.r = {}: start a new run.dir",
+                        file->string(), job.finetune.lora.r);
+    const model::LoraCheckpointInfo info = model::read_lora_info(ckpt);
+    same("finetune.lora.r", job.finetune.lora.r, info.spec.r);
+    state.lora_base_fingerprint = info.base_fingerprint;
+  } else if (model::is_lora_checkpoint(ckpt)) {
+    fail<ConfigError>(
+        "{}: holds LoRA adapters; this job has no finetune.lora: set it as saved or start a new run.dir",
+        file->string());
+  }
   model::load_weights(model, ckpt);
-  for (const auto& p : model.param_table()) {
-    ckpt.read("optim", optim_name("m", p.name), p.shape, opt.m() + p.offset);
-    ckpt.read("optim", optim_name("v", p.name), p.shape, opt.v() + p.offset);
+  const auto& table = model.trainable_table();
+  std::vector<float> stored;
+  for (std::size_t i = 0; i < table.size(); ++i) {
+    const auto& p = table[i];
+    stored.resize(static_cast<std::size_t>(p.numel));
+    ckpt.read("optim", optim_name("m", p.name), p.shape, stored.data());
+    model::unstore_tensor(model, i, stored.data(), opt.m());
+    ckpt.read("optim", optim_name("v", p.name), p.shape, stored.data());
+    model::unstore_tensor(model, i, stored.data(), opt.v());
   }
   opt.set_step_count(meta.step);
-  return Resumed{*file, TrainState{meta.step, meta.tokens_seen, data::LoaderCursor{meta.data_cursor[0]}}};
+  return Resumed{*file, state};
 }
 
 }  // namespace flowlm::train

@@ -21,13 +21,16 @@ struct TrainState {
   std::int64_t step = 0;
   std::int64_t tokens_seen = 0;
   data::LoaderCursor cursor;
+  std::string lora_base_fingerprint;  ///< LoRA runs: weights_fingerprint of model.init_from
 };
 
 /// \brief `ema_step_00001000.h5`: the EMA weights saved beside the checkpoint of that step.
 std::string ema_checkpoint_name(std::int64_t step);
 
 /// \brief Writes `<run.dir>/step_<step>.h5` (and with `ema` its EMA file) through temp files, then
-/// prunes to checkpoint.keep_last. `job` is recorded as config_toml. Collective. Returns the path.
+/// prunes to checkpoint.keep_last. A model with LoRA saves its adapters and names its base
+/// (model.init_from; see model/checkpoint.hpp). `job` is recorded as config_toml. Collective. Returns the
+/// path.
 std::filesystem::path save_train_checkpoint(const config::JobConfig& job, const TrainState& state,
                                             const model::Transformer& model, const AdamW& opt,
                                             const WeightEma* ema, const comm::Communicator& world);

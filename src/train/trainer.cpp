@@ -85,6 +85,13 @@ void validate(const config::JobConfig& job, const comm::Communicator& world) {
         ft.train_set);
   if (ft.method == "l2_init" && ft.l2_lambda <= 0)
     log::warn("train: finetune.method = \"l2_init\" with finetune.l2_lambda = 0 is standard fine-tuning");
+  if (ft.lora.r > 0 && job.model.init_from.empty())
+    fail<ConfigError>(
+        "finetune.lora.r = {} needs model.init_from: the adapters are trained on, and name, a base "
+        "checkpoint",
+        ft.lora.r);
+  if (ft.method == "l1_init" && ft.l1_lambda <= 0)
+    log::warn("train: finetune.method = \"l1_init\" with finetune.l1_lambda = 0 is standard fine-tuning");
   if (job.data.vocab_size > job.model.vocab_size)
     fail<ConfigError>("data.vocab_size = {} exceeds model.vocab_size = {}", job.data.vocab_size,
                       job.model.vocab_size);
@@ -99,8 +106,8 @@ class Trainer {
       : job_(job),
         world_(world),
         dir_(job.run.dir),
-        model_(job.model, job.run.backend),
-        opt_(model_, adamw_params(job)),
+        model_(make_model(job)),
+        opt_(model_.trainable_table(), adamw_params(job), model_.backend()),
         sched_(schedule_params(job_)) {
     validate(job_, world_);
     source_ = make_batch_source(job_, world_);
@@ -122,6 +129,7 @@ class Trainer {
         source_->grad_accum_steps(), t.max_steps,
         finetuning() ? fmt::format(", fine-tuning ({}) on {}", job_.finetune.method, job_.finetune.train_set)
                      : std::string());
+    report_memory();
     while (state_.step < t.max_steps) {
       StepStats s = train_step();
       summary_.losses.push_back(s.loss);
@@ -149,23 +157,62 @@ class Trainer {
  private:
   bool finetuning() const { return !job_.finetune.train_set.empty(); }
 
+  static model::Transformer make_model(const config::JobConfig& job) {
+    model::Transformer m(job.model, job.run.backend);
+    if (job.finetune.lora.r > 0) m.enable_lora(job.finetune.lora);
+    return m;
+  }
+
+  /// What this rank holds for the run: weights, gradients, optimizer state, copies, activations.
+  void report_memory() const {
+    const double f = sizeof(float);
+    using log::human_bytes;
+    const auto trainable = static_cast<double>(model_.num_trainable());
+    const double weights = static_cast<double>(model_.num_params()) * f, grads = trainable * f;
+    const double moments = 2 * trainable * f;
+    const double copies = ((ema_ ? 1 : 0) + (l2_ || l1_ ? 2 : 0)) * trainable * f;
+    const double acts =
+        static_cast<double>(model_.activation_bytes(job_.train.micro_batch, job_.train.seq_len, true) +
+                            model_.backward_scratch_bytes(job_.train.micro_batch, job_.train.seq_len));
+    const double lora = model_.lora() ? static_cast<double>(model_.lora()->scratch_bytes()) : 0.0;
+    log::info(
+        "train: memory per rank {}: weights {}, gradients {}, AdamW moments {}, weight copies {}, "
+        "activations "
+        "{}{} ({} of {} parameters train{})",
+        human_bytes(weights + grads + moments + copies + acts + lora), human_bytes(weights),
+        human_bytes(grads), human_bytes(moments), human_bytes(copies), human_bytes(acts),
+        model_.lora() ? fmt::format(", LoRA scratch {}", human_bytes(lora)) : "", model_.num_trainable(),
+        model_.num_params(),
+        model_.lora() ? fmt::format(", LoRA r = {} on {}", model_.lora()->spec().r,
+                                    fmt::join(model_.lora()->spec().targets, ", "))
+                      : "");
+  }
+
   /// Resume from the run dir, start from model.init_from, or initialize from the seed.
   void start() {
     // l2_init: theta0 = the weights fine-tuning starts from (model.init_from, else the seeded
     // init), also when resuming, so the penalty keeps pulling towards the same point.
-    if (job_.finetune.method == "l2_init") {
-      initialize();
-      l2_ = std::make_unique<L2ToInit>(model_, job_.finetune.l2_lambda);
-    }
+    // LoRA: the base always comes from model.init_from, the adapters from the seed or the resumed
+    // checkpoint.
+    const std::string& method = job_.finetune.method;
+    if (method == "l2_init" || method == "l1_init" || model_.lora()) initialize();
+    if (method == "l2_init") l2_ = std::make_unique<L2ToInit>(model_, job_.finetune.l2_lambda);
+    if (method == "l1_init") l1_ = std::make_unique<L1ToInit>(model_, job_.finetune.l1_lambda);
     std::optional<Resumed> resumed;
     if (job_.train.resume) resumed = resume_train_checkpoint(job_, model_, opt_, world_);
     if (resumed) {
+      if (model_.lora() && resumed->state.lora_base_fingerprint != state_.lora_base_fingerprint)
+        fail<ConfigError>(
+            "{}: its adapters were trained on another base than model.init_from = {} holds now (weights "
+            "fingerprint {} instead of {})",
+            resumed->file.string(), job_.model.init_from, resumed->state.lora_base_fingerprint,
+            state_.lora_base_fingerprint);
       state_ = resumed->state;
       source_->restore(state_.cursor);
       log::info("train: resuming from {} (step {}, {} tokens seen)", resumed->file.string(), state_.step,
                 state_.tokens_seen);
     } else {
-      if (!l2_) initialize();  // l2_init has initialized already
+      if (!initialized_) initialize();
       if (job_.train.resume)
         log::info("train: resume = true but {} has no checkpoint; starting fresh", dir_.string());
     }
@@ -175,15 +222,25 @@ class Trainer {
                  resumed ? std::optional<std::int64_t>(state_.step) : std::nullopt, world_);
   }
 
-  /// model.init_from, else the seeded random init.
+  /// model.init_from, else the seeded random init; LoRA adapters from the seed (B = 0).
   void initialize() {
     if (!job_.model.init_from.empty()) {
       const io::CheckpointReader ckpt(job_.model.init_from);
+      if (model_.lora() && model::is_lora_checkpoint(ckpt))
+        fail<ConfigError>(
+            "model.init_from = {} is a LoRA checkpoint; LoRA trains on a plain model: `flowlm merge` it "
+            "first",
+            job_.model.init_from);
       model::load_weights(model_, ckpt);
       log::info("train: initialized from {} (step {})", job_.model.init_from, ckpt.meta().step);
     } else {
       model_.init_random(static_cast<std::uint64_t>(job_.run.seed));
     }
+    if (model::Lora* lora = model_.lora()) {
+      lora->init_random(static_cast<std::uint64_t>(job_.run.seed));
+      state_.lora_base_fingerprint = model::weights_fingerprint(model_);
+    }
+    initialized_ = true;
   }
 
   /// The EMA starts from the initial weights, or continues from the resumed step's EMA file.
@@ -210,17 +267,18 @@ class Trainer {
       local_loss += weighted_loss(mb);
       model_.backward(mb.dlosses);
     }
-    if (world_.size() > 1) world_.allreduce_sum(model_.grads(), model_.num_params());
+    if (world_.size() > 1) world_.allreduce_sum(model_.trainable_grads_view().f32(), model_.num_trainable());
     double loss = world_.sum(local_loss) / denom;
     if (l2_) loss += l2_->add_gradient(model_);
-    const double norm = std::sqrt(be.sum_squares(model_.grads_view()));
+    if (l1_) loss += l1_->add_gradient(model_);
+    const double norm = std::sqrt(be.sum_squares(model_.trainable_grads_view()));
     if (!std::isfinite(loss) || !std::isfinite(norm))
       fail<NumericError>(
           "step {}: {} is {} (loss {}, grad norm {}); stopping. The last good checkpoint in {} is "
           "untouched: lower optim.lr or raise optim.warmup_steps and resume",
           state_.step + 1, std::isfinite(loss) ? "gradient norm" : "loss", std::isfinite(loss) ? norm : loss,
           loss, norm, dir_.string());
-    opt_.step(model_.params_view(), model_.grads_view(), static_cast<float>(lr),
+    opt_.step(model_.trainable_params_view(), model_.trainable_grads_view(), static_cast<float>(lr),
               clip_scale(norm, job_.optim.grad_clip));
     if (ema_) ema_->update(model_);
     const std::int64_t step_tokens = source_->step_tokens();
@@ -265,7 +323,9 @@ class Trainer {
   ScheduleParams sched_;
   std::unique_ptr<BatchSource> source_;
   std::unique_ptr<data::TokenDataset> val_;
-  std::unique_ptr<L2ToInit> l2_;    ///< l2_init fine-tuning only
+  std::unique_ptr<L2ToInit> l2_;  ///< l2_init fine-tuning only
+  std::unique_ptr<L1ToInit> l1_;  ///< l1_init fine-tuning only
+  bool initialized_ = false;
   std::unique_ptr<WeightEma> ema_;  ///< train.ema_decay > 0 only
   std::optional<TrainLog> log_;
   kernels::Buffer weights_;  ///< the micro-batch's loss weights on the backend

@@ -29,8 +29,8 @@ class WeightEma {
   kernels::Buffer ema_;
 };
 
-/// \brief L2-to-init: penalty lambda * |theta - theta0|^2 / P, P the parameter count, so lambda
-/// does not depend on the model size.
+/// \brief L2-to-init: penalty lambda * |theta - theta0|^2 / P, P the trained parameter count (the
+/// adapters' with LoRA), so lambda does not depend on the model size.
 class L2ToInit {
  public:
   /// \brief theta0 = the model's current weights.
@@ -43,6 +43,21 @@ class L2ToInit {
   double lambda_;
   kernels::Backend* backend_;
   kernels::Buffer theta0_, diff_;
+};
+
+/// \brief L1-to-init: penalty lambda * sum |theta - theta0| / P (P the trained parameter count),
+/// with the subgradient lambda * sign(theta - theta0) / P (0 where theta = theta0).
+class L1ToInit {
+ public:
+  /// \brief theta0 = the model's current (trainable) weights.
+  L1ToInit(const model::Transformer& model, double lambda);
+  /// \brief Adds the penalty's subgradient to the model's gradients and returns the penalty.
+  double add_gradient(model::Transformer& model);
+
+ private:
+  double lambda_;
+  kernels::Backend* backend_;
+  kernels::Buffer theta0_, diff_, sign_;
 };
 
 }  // namespace flowlm::train

@@ -15,6 +15,7 @@
 #include "core/error.hpp"
 #include "data/shard.hpp"
 #include "io/checkpoint.hpp"
+#include "model/checkpoint.hpp"
 #include "model/transformer.hpp"
 #include "support/testing.hpp"
 #include "train/trainer.hpp"
@@ -214,3 +215,92 @@ TEST_F(TrainMpi, OnlineEmaFollowsTheSavedWeights) {
 }
 
 }  // namespace
+
+namespace {
+
+/// LoRA on the base trained by tiny_job: adapters (r 4) on every projection, the base frozen.
+std::vector<std::string> lora_sets(const fs::path& base, std::vector<std::string> more = {}) {
+  std::vector<std::string> s = {"model.init_from=" + base.string(), "finetune.lora.r=4",
+                                "finetune.lora.alpha=8", "optim.lr=2e-2"};
+  s.insert(s.end(), more.begin(), more.end());
+  return s;
+}
+
+}  // namespace
+
+TEST_F(TrainMpi, LoraTrainsOnlyTheAdaptersAtAnyRankCountAndResumesBitwise) {
+  const fs::path base = dir / "base" / "step_00000012.h5";
+  flowlm::train::run_training(tiny_job(dir.path(), dir / "base", {}), world);
+  const auto dp = flowlm::train::run_training(tiny_job(dir.path(), dir / "lora", lora_sets(base)), world);
+  ASSERT_EQ(dp.losses.size(), 12u);
+  EXPECT_LT(dp.losses.back(), dp.losses.front()) << "the adapters should lower the loss";
+  if (world.is_root()) {
+    const auto one = flowlm::train::run_training(tiny_job(dir.path(), dir / "lora1", lora_sets(base)),
+                                                 Communicator::self());
+    for (std::size_t i = 0; i < one.losses.size(); ++i)
+      EXPECT_NEAR(dp.losses[i], one.losses[i], 1e-4 * std::abs(one.losses[i])) << "step " << i + 1;
+    // The checkpoint holds the adapters and names its base; readers get the merged model.
+    const flowlm::io::CheckpointReader ck(dir / "lora" / "step_00000012.h5");
+    ASSERT_TRUE(flowlm::model::is_lora_checkpoint(ck));
+    EXPECT_EQ(fs::path(ck.meta().extra.at("lora_base")), fs::absolute(base).lexically_normal());
+    const auto tensors = ck.tensors("model");
+    ASSERT_FALSE(tensors.empty());
+    for (const auto& [name, shape] : tensors) EXPECT_NE(name.find(".lora_"), std::string::npos) << name;
+    EXPECT_EQ(ck.tensors("optim").size(), 2 * tensors.size());
+    const auto merged = flowlm::model::load_model(ck.path());
+    const auto plain = flowlm::model::load_model(base);
+    double moved = 0;
+    for (flowlm::index_t i = 0; i < plain->num_params(); ++i)
+      moved = std::max(moved, static_cast<double>(std::fabs(merged->params()[i] - plain->params()[i])));
+    EXPECT_GT(moved, 1e-4) << "the merged model differs from its base";
+    // flowlm merge writes the same weights as a plain checkpoint.
+    flowlm::model::merge_lora_checkpoint(ck.path(), dir / "merged.h5", Communicator::self());
+    const flowlm::io::CheckpointReader m(dir / "merged.h5");
+    EXPECT_FALSE(flowlm::model::is_lora_checkpoint(m));
+    const auto reloaded = flowlm::model::load_model(dir / "merged.h5");
+    ASSERT_EQ(reloaded->num_params(), merged->num_params());
+    EXPECT_TRUE(
+        std::equal(reloaded->params(), reloaded->params() + reloaded->num_params(), merged->params()));
+  }
+  world.barrier();
+
+  // Resume from step 6: the same losses and the same adapters, bitwise.
+  if (world.is_root()) {
+    fs::create_directories(dir / "lora_resumed");
+    fs::copy_file(dir / "lora" / "step_00000006.h5", dir / "lora_resumed" / "step_00000006.h5");
+  }
+  world.barrier();
+  const auto rest = flowlm::train::run_training(
+      tiny_job(dir.path(), dir / "lora_resumed", lora_sets(base, {"train.resume=true"})), world);
+  ASSERT_EQ(rest.losses.size(), 6u);
+  for (std::size_t i = 0; i < 6; ++i) EXPECT_EQ(rest.losses[i], dp.losses[6 + i]) << "step " << 7 + i;
+  if (world.is_root()) {
+    const flowlm::io::CheckpointReader a(dir / "lora" / "step_00000012.h5"),
+        b(dir / "lora_resumed" / "step_00000012.h5");
+    for (const auto& [name, shape] : a.tensors("model"))
+      ASSERT_EQ(a.read("model", name).data, b.read("model", name).data) << name;
+  }
+  world.barrier();
+  // Resuming it without LoRA, or after the base changed, is refused by name.
+  EXPECT_THROW(
+      flowlm::train::run_training(tiny_job(dir.path(), dir / "lora_resumed",
+                                           {"model.init_from=" + base.string(), "train.resume=true"}),
+                                  world),
+      flowlm::ConfigError);
+  world.barrier();
+  if (world.is_root())
+    fs::copy_file(dir / "base" / "step_00000006.h5", base, fs::copy_options::overwrite_existing);
+  world.barrier();
+  EXPECT_THROW(flowlm::train::run_training(
+                   tiny_job(dir.path(), dir / "lora_resumed", lora_sets(base, {"train.resume=true"})), world),
+               flowlm::ConfigError);
+  if (world.is_root()) {
+    try {
+      flowlm::model::load_model(dir / "lora" / "step_00000012.h5");
+      ADD_FAILURE() << "a changed base must be refused";
+    } catch (const flowlm::IoError& e) {
+      EXPECT_NE(std::string(e.what()).find("has changed"), std::string::npos) << e.what();
+    }
+  }
+  world.barrier();
+}

@@ -130,9 +130,25 @@ TEST(Config, DefaultsRoundTrip) {
   EXPECT_EQ(back, d) << text;
   EXPECT_TRUE(cfg::changed_keys(back, d).empty());
   for (const auto& key : cfg::all_keys()) {
-    const std::string leaf = key.substr(key.find('.') + 1);
+    const std::string leaf = key.substr(key.rfind('.') + 1);  // sections may be dotted: finetune.lora
     EXPECT_TRUE(contains(text, "\n" + leaf + " = ")) << key;
   }
+}
+
+TEST(Config, NestedSectionsParseInEveryForm) {
+  for (const std::string& text :
+       {std::string("[finetune.lora]\nr = 8\nalpha = 16\ntargets = [\"q_proj\"]\n"),
+        std::string("[finetune]\nlora = {r = 8, alpha = 16, targets = [\"q_proj\"]}\n")}) {
+    const auto c = cfg::parse_job(text, "job.toml");
+    EXPECT_EQ(c.finetune.lora.r, 8) << text;
+    EXPECT_EQ(c.finetune.lora.alpha, 16.0) << text;
+    EXPECT_EQ(c.finetune.lora.targets, std::vector<std::string>{"q_proj"}) << text;
+    EXPECT_EQ(cfg::parse_job(cfg::to_toml(c), "resolved.toml"), c);
+  }
+  const auto set =
+      cfg::parse_job("", "job.toml", {"finetune.lora.r=4", "finetune.lora.targets=[\"c_attn\"]"});
+  EXPECT_EQ(set.finetune.lora.r, 4);
+  EXPECT_EQ(set.finetune.lora.targets, std::vector<std::string>{"c_attn"});
 }
 
 TEST(Config, UnusualValuesRoundTrip) {
@@ -231,7 +247,7 @@ TEST(Config, ReferenceMentionsEveryKeyAndParsesToDefaults) {
   for (const auto& key : kPromisedKeys)
     EXPECT_NE(std::find(keys.begin(), keys.end(), key), keys.end()) << "schema lost " << key;
   for (const auto& key : keys) {
-    const auto dot = key.find('.');
+    const auto dot = key.rfind('.');
     const std::string section = key.substr(0, dot), leaf = key.substr(dot + 1);
     const auto sec_pos = ref.find("\n[" + section + "]\n");
     ASSERT_NE(sec_pos, std::string::npos) << section;
@@ -314,6 +330,18 @@ TEST(Config, MalformedInputsNameKeyAndValue) {
       {"top-level key", "seed = 5\n", {}, {"unknown key 'seed'", "(did you mean 'run.seed'?)"}},
       {"wrong section", "[train]\nlr = 0.1\n", {}, {"unknown key 'train.lr'", "(did you mean 'optim.lr'?)"}},
       {"nan", "[optim]\nlr = nan\n", {}, {"optim.lr = nan", "not a finite number"}},
+      {"sub-section typo",
+       "[finetune.lora]\nrank = 8\n",
+       {},
+       {"unknown key 'finetune.lora.rank'", "(did you mean 'finetune.lora.r'?)"}},
+      {"sub-section not table",
+       "[finetune]\nlora = 8\n",
+       {},
+       {"'finetune.lora' must be a table", "integer 8"}},
+      {"sub-section bad value",
+       "[finetune]\nlora = {r = -1}\n",
+       {},
+       {"finetune.lora.r = -1", "out of range"}},
       {"inf", "[optim]\nweight_decay = inf\n", {}, {"optim.weight_decay = inf", "not a finite number"}},
       {"empty dir", "[run]\ndir = \"\"\n", {}, {"run.dir = \"\"", "must not be empty"}},
       {"float for int", "[model]\nn_layer = 2.0\n", {}, {"model.n_layer must be an integer", "float 2.0"}},

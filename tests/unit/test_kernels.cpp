@@ -409,6 +409,18 @@ OpCase axpby_case(std::string name, index_t n, float a, float b) {
   return c;
 }
 
+// Zeros planted at every 7th element: sign(0) = 0 is part of the contract.
+OpCase sign_case(std::string name, index_t n) {
+  OpCase c{std::move(name), Op::sign};
+  c.args = {{"out", Role::out, {n}, constant(kNaN)}, {"x", Role::in, {n}, normal()}};
+  c.tol_f32 = 0.0;
+  c.forward = [](Backend& be, Tensors& t) { be.sign(t["out"], t["x"]); };
+  c.prepare = [](HostData& h) {
+    for (std::size_t i = 0; i < h["x"].f.size(); i += 7) h["x"].f[i] = 0.0f;
+  };
+  return c;
+}
+
 // Fewer finite differences for the large cases, whose reference forwards are costly.
 OpCase fd_sampled(OpCase c, std::size_t samples) {
   c.fd_samples = samples;
@@ -474,6 +486,7 @@ const std::vector<OpCase>& op_cases() {
       all_finite_case("all_finite_inf_last", 20001, -kInf, 20000),
       axpby_case("axpby_ema", 20001, 0.1f, 0.9f),
       axpby_case("axpby_copy_b0", 1001, 2.0f, 0.0f),
+      sign_case("sign", 20001),
   };
   return cases;
 }
