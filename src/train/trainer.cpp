@@ -85,11 +85,6 @@ void validate(const config::JobConfig& job, const comm::Communicator& world) {
         ft.train_set);
   if (ft.method == "l2_init" && ft.l2_lambda <= 0)
     log::warn("train: finetune.method = \"l2_init\" with finetune.l2_lambda = 0 is standard fine-tuning");
-  if (ft.lora.r > 0 && job.model.init_from.empty())
-    fail<ConfigError>(
-        "finetune.lora.r = {} needs model.init_from: the adapters are trained on, and name, a base "
-        "checkpoint",
-        ft.lora.r);
   if (ft.method == "l1_init" && ft.l1_lambda <= 0)
     log::warn("train: finetune.method = \"l1_init\" with finetune.l1_lambda = 0 is standard fine-tuning");
   if (job.data.vocab_size > job.model.vocab_size)
@@ -158,6 +153,11 @@ class Trainer {
   bool finetuning() const { return !job_.finetune.train_set.empty(); }
 
   static model::Transformer make_model(const config::JobConfig& job) {
+    if (job.finetune.lora.r > 0 && job.model.init_from.empty())
+      fail<ConfigError>(
+          "finetune.lora.r = {} needs model.init_from: the adapters are trained on, and name, a base "
+          "checkpoint",
+          job.finetune.lora.r);
     model::Transformer m(job.model, job.run.backend);
     if (job.finetune.lora.r > 0) m.enable_lora(job.finetune.lora);
     return m;
