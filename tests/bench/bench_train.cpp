@@ -3,7 +3,7 @@
 // clipping and AdamW, on a fixed random batch. Prints one JSON line (rank 0).
 //
 //   bench_train [--arch gpt2|llama] [--n-layer 6 --n-head 6 --n-embd 384 --vocab 256 --seq 256
-//               --batch 8] [--n-kv-head K] [--n-ff F] [--steps 10 --warmup 2]
+//               --batch 8] [--n-kv-head K] [--n-ff F] [--steps 10 --warmup 2] [--lora-r R]
 //   mpirun -n 2 bench_train ...        (the global batch is split over the ranks)
 //
 // --arch gpt2 (default) is gpt2_config's GPT-2; --arch llama is the llama family with its
@@ -13,8 +13,10 @@
 // resolve_model, 4 n_embd for gpt2 and, for llama, Meta's 8/3 n_embd rounded up to a multiple of
 // 256. At n_embd 384 that is 1024, which is also 8/3 C exactly and gives the same MLP parameter
 // count as GPT-2's 4C MLP (3 x 384 x 1024 = 2 x 384 x 1536).
-// JSON keys: impl, arch, ranks, threads, vocab, n_kv_head, n_ff, params, tokens_per_s (global,
-// median step), step_ms, peak_rss_mb (max over ranks), final_loss.
+// --lora-r R > 0: LoRA adapters (alpha = R) on every projection train instead of the model, as
+// finetune.lora does (tests/bench/run_lora_memory.sh compares the peak RSS of both).
+// JSON keys: impl, arch, ranks, threads, vocab, n_kv_head, n_ff, params, trainable, lora_r,
+// tokens_per_s (global, median step), step_ms, peak_rss_mb (max over ranks), final_loss.
 #include <sys/resource.h>
 
 #include <fmt/format.h>
@@ -71,6 +73,7 @@ int main(int argc, char** argv) {
   std::int64_t n_kv_head = 0, n_ff = 0;
   std::string arch = "gpt2";
   int steps = 10, warmup = 2;
+  std::int64_t lora_r = 0;
   app.add_option("--arch", arch, "model family")->check(CLI::IsMember({"gpt2", "llama"}));
   app.add_option("--n-layer", n_layer);
   app.add_option("--n-head", n_head);
@@ -84,6 +87,7 @@ int main(int argc, char** argv) {
   app.add_option("--batch", batch, "global batch (sequences), split over the ranks");
   app.add_option("--steps", steps);
   app.add_option("--warmup", warmup);
+  app.add_option("--lora-r", lora_r, "LoRA rank (0: every parameter trains)");
   CLI11_PARSE(app, argc, argv);
   if (batch % world.size() != 0) {
     if (world.is_root()) fmt::print(stderr, "--batch {} is not divisible by {} ranks\n", batch, world.size());
@@ -100,7 +104,13 @@ int main(int argc, char** argv) {
   }
   flowlm::model::Transformer gpt(cfg);
   gpt.init_random(1);
-  flowlm::train::AdamW opt(gpt, flowlm::train::AdamWParams{});
+  if (lora_r > 0) {
+    flowlm::config::LoraConfig lora;
+    lora.r = lora_r;
+    gpt.enable_lora(lora);
+    gpt.lora()->init_random(2);
+  }
+  flowlm::train::AdamW opt(gpt.trainable_table(), flowlm::train::AdamWParams{}, gpt.backend());
   std::mt19937 rng(static_cast<unsigned>(42 + world.rank()));
   std::uniform_int_distribution<std::int32_t> tok(0, static_cast<std::int32_t>(vocab - 1));
   std::vector<std::int32_t> x(static_cast<std::size_t>(B * seq)), y(x.size());
@@ -116,9 +126,10 @@ int main(int argc, char** argv) {
     gpt.zero_grad();
     loss = gpt.forward(x.data(), y.data(), nullptr, B, seq);
     gpt.backward(dloss.data());
-    if (world.size() > 1) world.allreduce_sum(gpt.grads(), gpt.num_params());
-    const double norm = std::sqrt(flowlm::kernels::sum_squares(gpt.grads(), gpt.num_params()));
-    opt.step(gpt.params(), gpt.grads(), 3e-4f, flowlm::train::clip_scale(norm, 1.0));
+    const auto grads = gpt.trainable_grads_view();
+    if (world.size() > 1) world.allreduce_sum(grads.f32(), gpt.num_trainable());
+    const double norm = std::sqrt(gpt.backend().sum_squares(grads));
+    opt.step(gpt.trainable_params_view(), grads, 3e-4f, flowlm::train::clip_scale(norm, 1.0));
     world.barrier();
     if (i >= warmup)
       times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
@@ -131,9 +142,11 @@ int main(int argc, char** argv) {
   if (world.is_root())
     fmt::print(
         "{{\"impl\": \"flowlm\", \"arch\": \"{}\", \"ranks\": {}, \"threads\": {}, \"vocab\": {}, "
-        "\"n_kv_head\": {}, \"n_ff\": {}, \"params\": {}, \"tokens_per_s\": {:.1f}, \"step_ms\": {:.1f}, "
-        "\"peak_rss_mb\": {:.1f}, \"final_loss\": {:.4f}}}\n",
+        "\"n_kv_head\": {}, \"n_ff\": {}, \"params\": {}, \"trainable\": {}, \"lora_r\": {}, "
+        "\"tokens_per_s\": "
+        "{:.1f}, \"step_ms\": {:.1f}, \"peak_rss_mb\": {:.1f}, \"final_loss\": {:.4f}}}\n",
         cfg.arch, world.size(), flowlm::kernels::backend_concurrency(), vocab, cfg.n_kv_head, cfg.n_ff,
-        gpt.num_params(), static_cast<double>(batch * seq) / step, step * 1e3, rss_mb, loss);
+        gpt.num_params(), gpt.num_trainable(), lora_r, static_cast<double>(batch * seq) / step, step * 1e3,
+        rss_mb, loss);
   return 0;
 }

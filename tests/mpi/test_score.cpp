@@ -146,17 +146,31 @@ config::JobConfig ft_job(const fs::path& dir, const std::string& run, const std:
       "[train]\nglobal_batch = 8\nmicro_batch = 2\nseq_len = 24\nmax_steps = 8\nlog_every = 4\n"
       "[checkpoint]\nsave_every = 4\n[finetune]\nmethod = '" +
       method + "'\ntrain_set = '" + (dir / "set.h5").string() + "'\nscores = '" + (dir / "s.h5").string() +
-      "'\nl2_lambda = 100.0\n";
+      "'\nl2_lambda = 100.0\nl1_lambda = 100.0\n";
   return config::parse_job(toml, "ft job", sets);
 }
 
 TEST_F(ScoreMpi, WeightedFineTuningAgreesAcrossRankCountsAndResumesBitwise) {
   train::score_samples(dir / "base.h5", dir / "set.h5", config::FlowConfig{}, 8, dir / "s.h5", world);
-  for (const std::string method : {"flow", "l2_init", "standard"}) {
-    const auto dp = train::run_training(ft_job(dir.path(), method + "_dp", method), world);
+  // Every method, and the ones that make sense with LoRA adapters (r 2 on every projection).
+  const std::vector<std::string> lora = {"finetune.lora.r=2", "finetune.lora.alpha=4"};
+  // The penalty is a mean over the trained parameters: the few adapters move far less than the
+  // model, so it takes a smaller lambda for the loss (penalty included) to fall in 8 steps.
+  std::vector<std::string> l1_lora = lora;
+  l1_lora.push_back("finetune.l1_lambda=1");
+  const std::vector<std::pair<std::string, std::vector<std::string>>> runs = {
+      {"flow", {}}, {"l2_init", {}}, {"l1_init", {}}, {"standard", {}}, {"flow", lora}, {"l1_init", l1_lora}};
+  for (const auto& [method_name, extra] : runs) {
+    const std::string method = method_name + (extra.empty() ? "" : "_lora");
+    auto ft = [&, &method_name = method_name, &extra = extra](const std::string& run,
+                                                              std::vector<std::string> sets = {}) {
+      sets.insert(sets.end(), extra.begin(), extra.end());
+      return ft_job(dir.path(), run, method_name, sets);
+    };
+    const auto dp = train::run_training(ft(method + "_dp"), world);
     ASSERT_EQ(dp.losses.size(), 8u);
     if (world.is_root()) {
-      const auto one = train::run_training(ft_job(dir.path(), method + "_one", method), Communicator::self());
+      const auto one = train::run_training(ft(method + "_one"), Communicator::self());
       for (std::size_t i = 0; i < 8; ++i)
         EXPECT_NEAR(dp.losses[i], one.losses[i], 1e-4 * std::abs(one.losses[i]))
             << method << " step " << i + 1;
@@ -169,8 +183,7 @@ TEST_F(ScoreMpi, WeightedFineTuningAgreesAcrossRankCountsAndResumesBitwise) {
                     dir / (method + "_res") / io::checkpoint_name(4));
     }
     world.barrier();
-    const auto rest =
-        train::run_training(ft_job(dir.path(), method + "_res", method, {"train.resume=true"}), world);
+    const auto rest = train::run_training(ft(method + "_res", {"train.resume=true"}), world);
     ASSERT_EQ(rest.losses.size(), 4u);
     for (std::size_t i = 0; i < 4; ++i)
       EXPECT_EQ(rest.losses[i], dp.losses[4 + i]) << method << " step " << 5 + i;

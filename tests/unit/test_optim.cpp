@@ -191,3 +191,28 @@ TEST(WeightCopies, L2ToInitGradientAndEmaUpdate) {
   for (index_t i = 0; i < n; ++i)
     ASSERT_NEAR(ema.host_data()[i], 0.9 * theta0[i] + 0.1 * gpt.params()[i], 1e-6) << i;
 }
+
+// L1-to-init adds lambda sign(theta - theta0) / P (0 where unchanged) and returns lambda sum |theta - theta0|
+// / P.
+TEST(WeightCopies, L1ToInitSubgradient) {
+  flowlm::model::Transformer gpt(flowlm::model::gpt2_config(1, 2, 8, 11, 8));
+  gpt.init_random(6);
+  const index_t n = gpt.num_params();
+  const std::vector<float> theta0(gpt.params(), gpt.params() + n);
+  const double lambda = 0.3;
+  flowlm::train::L1ToInit l1(gpt, lambda);
+  std::mt19937 rng(3);
+  std::normal_distribution<float> nd(0.0f, 0.1f);
+  for (index_t i = 0; i < n; i += 2) gpt.params()[i] += nd(rng);  // odd entries stay at theta0
+  gpt.zero_grad();
+  const double penalty = l1.add_gradient(gpt);
+  double abs_sum = 0;
+  for (index_t i = 0; i < n; ++i) {
+    const double d = static_cast<double>(gpt.params()[i]) - theta0[i];
+    abs_sum += std::fabs(d);
+    const double sign = d > 0 ? 1.0 : (d < 0 ? -1.0 : 0.0);
+    ASSERT_NEAR(gpt.grads()[i], lambda * sign / static_cast<double>(n), 1e-9) << i;
+  }
+  EXPECT_NEAR(penalty, lambda * abs_sum / static_cast<double>(n), 1e-9 * penalty);
+  EXPECT_GT(penalty, 0.0);
+}
