@@ -3,9 +3,12 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdint>
 #include <exception>
 #include <filesystem>
+#include <random>
 #include <string>
+#include <vector>
 
 namespace flowlm::testing {
 
@@ -46,6 +49,15 @@ std::string thrown(F&& f) {
 
 inline bool contains(const std::string& s, const std::string& part) {
   return s.find(part) != std::string::npos;
+}
+
+/// \brief n token ids uniform in [0, V) from a seeded stream.
+inline std::vector<std::int32_t> random_tokens(std::int64_t n, std::int64_t V, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::uniform_int_distribution<std::int32_t> d(0, static_cast<std::int32_t>(V - 1));
+  std::vector<std::int32_t> t(static_cast<std::size_t>(n));
+  for (auto& x : t) x = d(rng);
+  return t;
 }
 
 }  // namespace flowlm::testing

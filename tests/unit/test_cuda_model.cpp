@@ -19,8 +19,11 @@
 #include "kernels/cuda/device.hpp"
 #include "model/transformer.hpp"
 #include "support/families.hpp"
+#include "support/testing.hpp"
 
 namespace {
+
+using flowlm::testing::random_tokens;
 
 using flowlm::index_t;
 using flowlm::model::ModelConfig;
@@ -30,14 +33,6 @@ using Vec = std::vector<float>;
 using IVec = std::vector<std::int32_t>;
 
 using flowlm::testing::families;
-
-IVec random_tokens(index_t n, index_t V, unsigned seed) {
-  std::mt19937 rng(seed);
-  std::uniform_int_distribution<std::int32_t> d(0, static_cast<std::int32_t>(V) - 1);
-  IVec v(static_cast<std::size_t>(n));
-  for (auto& x : v) x = d(rng);
-  return v;
-}
 
 // max_i |a - b| / max(1e-6, max_i |b|), as test_families.cpp measures host against reference.
 double max_rel_diff(const Vec& a, const Vec& b) {

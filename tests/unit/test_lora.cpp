@@ -12,6 +12,7 @@
 #include "model/lora.hpp"
 #include "model/transformer.hpp"
 #include "support/families.hpp"
+#include "support/testing.hpp"
 
 using flowlm::index_t;
 using flowlm::config::LoraConfig;
@@ -19,13 +20,7 @@ using flowlm::model::Transformer;
 
 namespace {
 
-std::vector<std::int32_t> random_tokens(index_t n, index_t V, unsigned seed) {
-  std::mt19937 rng(seed);
-  std::uniform_int_distribution<std::int32_t> d(0, static_cast<std::int32_t>(V - 1));
-  std::vector<std::int32_t> t(static_cast<std::size_t>(n));
-  for (auto& x : t) x = d(rng);
-  return t;
-}
+using flowlm::testing::random_tokens;
 
 LoraConfig spec(index_t r, double alpha, std::vector<std::string> targets = {}) {
   LoraConfig c;

@@ -11,6 +11,7 @@
 #include "core/error.hpp"
 #include "kernels/kernels.hpp"
 #include "model/transformer.hpp"
+#include "support/testing.hpp"
 
 using flowlm::index_t;
 using flowlm::model::ModelConfig;
@@ -21,15 +22,9 @@ using GPTConfig = ModelConfig;
 
 namespace {
 
-GPTConfig tiny_config() { return flowlm::model::gpt2_config(2, 2, 8, 11, 8); }  // L, NH, C, V, block_size
+using flowlm::testing::random_tokens;
 
-std::vector<std::int32_t> random_tokens(index_t n, index_t V, unsigned seed) {
-  std::mt19937 rng(seed);
-  std::uniform_int_distribution<std::int32_t> d(0, static_cast<std::int32_t>(V - 1));
-  std::vector<std::int32_t> t(static_cast<std::size_t>(n));
-  for (auto& x : t) x = d(rng);
-  return t;
-}
+GPTConfig tiny_config() { return flowlm::model::gpt2_config(2, 2, 8, 11, 8); }  // L, NH, C, V, block_size
 
 double mean_of(const float* x, index_t n) {
   double s = 0;
