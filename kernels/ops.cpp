@@ -40,6 +40,8 @@ const char* op_name(Op op) {
       return "all_finite";
     case Op::axpby:
       return "axpby";
+    case Op::kv_cache:
+      return "kv_cache";
   }
   return "?";
 }
