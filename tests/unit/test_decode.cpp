@@ -110,7 +110,10 @@ TEST_P(Families, GreedyTokensEqualGreedyAnswersWithoutCache) {
     ids.push_back(static_cast<index_t>(i));
     max_new.push_back(8);
   }
-  const auto want = flowlm::train::greedy_answers(*m, set, ids, max_new, eot);
+  const auto want =
+      flowlm::train::greedy_answers(*m, set, ids, max_new, eot, flowlm::train::Decoding::full_rerun);
+  // greedy_answers' own cached path (its default) makes the same answers, EOTs kept.
+  EXPECT_EQ(flowlm::train::greedy_answers(*m, set, ids, max_new, eot), want);
   GenerateOptions opt;
   opt.max_new_tokens = 8;
   opt.eot = eot;
