@@ -71,6 +71,11 @@ std::int32_t choose_token(const float* logits, index_t V, const Sampling& s, std
 
 // ---- the decoder ------------------------------------------------------------------------
 
+namespace {
+/// Most attention probabilities [B, NH, T, T] a prompt pass materialises (256 MiB of floats).
+constexpr index_t kMaxPrefillProbabilities = index_t{1} << 26;
+}  // namespace
+
 /// Tensor indices of the model's table (as Transformer::index_layers finds them) and the buffers
 /// of the cache and of one pass.
 struct Decoder::Impl {
@@ -89,7 +94,7 @@ struct Decoder::Impl {
   index_t qkv_rows, in_cols;
   index_t rows = 0;  // rows the pass buffers hold
   k::Buffer x, h, mean, rstd, qkv, y, ao, aon, fc, act, mo, mon, last, lastn, lmean, lrstd, logits, tokens,
-      start;
+      start, att;
 
   explicit Impl(const Transformer& model)
       : m(model),
@@ -274,6 +279,13 @@ void Decoder::run(index_t B, index_t T, const std::vector<std::int32_t>& tokens,
       be.embedding_forward(out, tb, I.param(I.tok_embed), wpe, scale);
     }
   }
+  // A prompt pass from position 0 is ordinary causal attention: the backend's full attention (BLAS
+  // blocks on the host) is faster than queries over the cache, while its probabilities fit in memory.
+  const bool from_scratch = T > 1 &&
+                            std::all_of(start.begin(), start.end(), [](std::int32_t s) { return s == 0; }) &&
+                            B * c.n_head * T * T <= kMaxPrefillProbabilities;
+  if (from_scratch && (!I.att || I.att.view().numel() < B * c.n_head * T * T))
+    I.att = be.alloc(k::DType::f32, {B * c.n_head * T * T});
   const Shape qkv_w = I.layout == k::WeightLayout::conv1d ? Shape{C, I.qkv_rows} : Shape{I.qkv_rows, C};
   const Shape in_w = I.layout == k::WeightLayout::conv1d ? Shape{C, I.in_cols} : Shape{I.in_cols, C};
   const TensorView h = Impl::as(I.h, {N, C}), mu = Impl::as(I.mean, {N}), rs = Impl::as(I.rstd, {N});
@@ -294,7 +306,10 @@ void Decoder::run(index_t B, index_t T, const std::vector<std::int32_t>& tokens,
       be.rope_forward_at(qkv, st,
                          k::RopeParams{c.n_head, c.n_kv_head, c.head_dim, static_cast<float>(c.rope_theta)});
     be.kv_cache_write(kc, vc, qkv, st, ap);
-    be.attention_cached(y, qkv, kc, vc, st, ap);
+    if (from_scratch)
+      be.attention_forward(y, Impl::as(I.att, {B, c.n_head, T, T}), qkv, ap);
+    else
+      be.attention_cached(y, qkv, kc, vc, st, ap);
     be.matmul_forward(ao, Impl::as(I.y, {N, c.n_head * c.head_dim}), I.param(W.out_w),
                       W.out_b >= 0 ? I.param(W.out_b) : TensorView{}, I.layout);
     TensorView attn_out = ao;
