@@ -235,6 +235,56 @@ SeqDims rope(const ArgCheck& a, const char* name, const TensorView& qkv, const R
   return check_qkv(a, name, qkv, p.n_head, p.n_kv_head, p.head_dim);
 }
 
+SeqDims rope_at(const ArgCheck& a, const TensorView& qkv, const TensorView& start, const RopeParams& p) {
+  const SeqDims d = rope(a, "qkv", qkv, p);
+  a.ids("start", start);
+  a.shape("start", start, {d.B});
+  return d;
+}
+
+namespace {
+CacheDims check_cache(const ArgCheck& a, const TensorView& k_cache, const TensorView& v_cache,
+                      const TensorView& qkv, const TensorView& start, const AttentionParams& p) {
+  check_heads(a, p.n_head, p.n_kv_head, p.head_dim);
+  a.floats("qkv", qkv);
+  const SeqDims d = check_qkv(a, "qkv", qkv, p.n_head, p.n_kv_head, p.head_dim);
+  a.floats("k_cache", k_cache);
+  a.rank("k_cache", k_cache, 4);
+  const index_t S = k_cache.shape[2];
+  a.shape("k_cache", k_cache, {d.B, p.n_kv_head, S, p.head_dim});
+  a.floats("v_cache", v_cache);
+  a.shape("v_cache", v_cache, k_cache.shape);
+  a.ids("start", start);
+  a.shape("start", start, {d.B});
+  return {d.B, d.T, S};
+}
+}  // namespace
+
+CacheDims kv_cache_write(const ArgCheck& a, const TensorView& k_cache, const TensorView& v_cache,
+                         const TensorView& qkv, const TensorView& start, const AttentionParams& p) {
+  return check_cache(a, k_cache, v_cache, qkv, start, p);
+}
+
+CacheDims attention_cached(const ArgCheck& a, const TensorView& out, const TensorView& qkv,
+                           const TensorView& k_cache, const TensorView& v_cache, const TensorView& start,
+                           const AttentionParams& p) {
+  a.require(p.scale >= 0.0f && p.softcap >= 0.0f && p.window >= 0,
+            "scale = {}, softcap = {}, window = {}: none may be negative (0 means the default / none)",
+            p.scale, p.softcap, p.window);
+  const CacheDims d = check_cache(a, k_cache, v_cache, qkv, start, p);
+  a.floats("out", out);
+  a.shape("out", out, {d.B, d.T, p.n_head * p.head_dim});
+  return d;
+}
+
+void check_positions(const ArgCheck& a, const std::int32_t* start, index_t B, index_t T, index_t S) {
+  for (index_t b = 0; b < B; ++b) {
+    if (start[b] < 0 || start[b] + T > S)
+      a.fail_as<DataError>("row {} starts at position {}: {} positions from there do not fit the cache of {}",
+                           b, start[b], T, S);
+  }
+}
+
 SeqDims attention_forward(const ArgCheck& a, const TensorView& out, const TensorView& att,
                           const TensorView& qkv, const AttentionParams& p) {
   return check_attention(a, qkv, out, "out", att, p);

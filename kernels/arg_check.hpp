@@ -59,6 +59,19 @@ MatmulDims matmul_backward(const ArgCheck& a, const TensorView& dinp, const Tens
                            const TensorView& weight, WeightLayout layout);
 /// \brief rope_forward / rope_backward on the tensor called `name` ("qkv" or "dqkv").
 SeqDims rope(const ArgCheck& a, const char* name, const TensorView& qkv, const RopeParams& p);
+/// \brief rope_forward_at: qkv as rope(), start [B] i32.
+SeqDims rope_at(const ArgCheck& a, const TensorView& qkv, const TensorView& start, const RopeParams& p);
+/// \brief B, T of qkv and S of the caches [B, KVH, S, hd].
+struct CacheDims {
+  index_t B, T, S;
+};
+CacheDims kv_cache_write(const ArgCheck& a, const TensorView& k_cache, const TensorView& v_cache,
+                         const TensorView& qkv, const TensorView& start, const AttentionParams& p);
+CacheDims attention_cached(const ArgCheck& a, const TensorView& out, const TensorView& qkv,
+                           const TensorView& k_cache, const TensorView& v_cache, const TensorView& start,
+                           const AttentionParams& p);
+/// \brief The positions start[b] .. start[b] + T - 1 (start on the host) must lie in [0, S).
+void check_positions(const ArgCheck& a, const std::int32_t* start, index_t B, index_t T, index_t S);
 SeqDims attention_forward(const ArgCheck& a, const TensorView& out, const TensorView& att,
                           const TensorView& qkv, const AttentionParams& p);
 SeqDims attention_backward(const ArgCheck& a, const TensorView& dqkv, const TensorView& datt,

@@ -105,6 +105,10 @@ class Backend : public Deallocator {
   /// \brief IN PLACE: rotates the q/k part of the gradient dqkv back (the transpose rotation).
   virtual void rope_backward(const TensorView& dqkv, const RopeParams& p) = 0;
 
+  /// \brief IN PLACE rope_forward where token t of row b is at position start[b] + t (start [B] i32,
+  /// >= 0): prompts and decoding steps that continue a cached sequence.
+  virtual void rope_forward_at(const TensorView& qkv, const TensorView& start, const RopeParams& p) = 0;
+
   /// \brief Causal attention: out [B,T,NH*hd] from qkv [B,T,(NH+2*KVH)*hd]; att [B,NH,T,T]
   /// receives the probabilities (saved for backward). GQA, scale, soft-cap, sliding window: p.
   virtual void attention_forward(const TensorView& out, const TensorView& att, const TensorView& qkv,
@@ -112,6 +116,18 @@ class Backend : public Deallocator {
   /// \brief dqkv += d(out)/d(qkv) . dout; datt [B,NH,T,T] is scratch (overwritten).
   virtual void attention_backward(const TensorView& dqkv, const TensorView& datt, const TensorView& dout,
                                   const TensorView& qkv, const TensorView& att, const AttentionParams& p) = 0;
+
+  /// \brief Inference with a key/value cache k_cache, v_cache [B, KVH, S, hd]: writes the k and v heads
+  /// of qkv [B,T,(NH+2*KVH)*hd] at positions start[b] + t (start [B] i32 with 0 <= start[b] and
+  /// start[b] + T <= S, else flowlm::DataError). Only n_head, n_kv_head and head_dim of p are read.
+  virtual void kv_cache_write(const TensorView& k_cache, const TensorView& v_cache, const TensorView& qkv,
+                              const TensorView& start, const AttentionParams& p) = 0;
+  /// \brief out [B,T,NH*hd]: the query of token t of row b, at position i = start[b] + t, attends to the
+  /// cached keys j <= i (GQA, scale, soft-cap and sliding window as attention_forward); the cache must
+  /// hold positions 0..i (kv_cache_write first). Forward only.
+  virtual void attention_cached(const TensorView& out, const TensorView& qkv, const TensorView& k_cache,
+                                const TensorView& v_cache, const TensorView& start,
+                                const AttentionParams& p) = 0;
 
   /// \brief out = gelu_tanh(inp), element-wise.
   virtual void gelu_forward(const TensorView& out, const TensorView& inp) = 0;

@@ -36,6 +36,9 @@ struct CpuKernels {
   decltype(&ref::linear_backward) linear_backward;
   decltype(&ref::rope_forward) rope_forward;
   decltype(&ref::rope_backward) rope_backward;
+  decltype(&ref::rope_forward_at) rope_forward_at;
+  decltype(&ref::kv_cache_write) kv_cache_write;
+  decltype(&ref::attention_cached) attention_cached;
   AttnFwd attention_forward;
   AttnBwd attention_backward;
   decltype(&ref::gelu_forward) gelu_forward;
@@ -63,6 +66,7 @@ struct CpuKernels {
     &ns::embedding_forward, &ns::embedding_backward, &ns::layernorm_forward, &ns::layernorm_backward,       \
         &ns::rmsnorm_forward, &ns::rmsnorm_backward, &ns::matmul_forward, &ns::matmul_backward,             \
         &ns::linear_forward, &ns::linear_backward, &ns::rope_forward, &ns::rope_backward,                   \
+        &ns::rope_forward_at, &ns::kv_cache_write, &ns::attention_cached,                                   \
         static_cast<CpuKernels::AttnFwd>(&ns::attention_forward),                                           \
         static_cast<CpuKernels::AttnBwd>(&ns::attention_backward), &ns::gelu_forward, &ns::gelu_backward,   \
         &ns::glu_forward, &ns::glu_backward, &ns::residual_forward, &ns::residual_backward,                 \
@@ -202,6 +206,31 @@ class CpuBackend final : public Backend {
     const ArgCheck a(*this, Op::rope, "rope_backward");
     const auto [B, T] = args::rope(a, "dqkv", dqkv, p);
     k_.rope_backward(dqkv.f32(), B, T, p);
+  }
+
+  void rope_forward_at(const TensorView& qkv, const TensorView& start, const RopeParams& p) override {
+    const ArgCheck a(*this, Op::rope, "rope_forward_at");
+    const auto [B, T] = args::rope_at(a, qkv, start, p);
+    for (index_t b = 0; b < B; ++b)
+      a.require(start.i32()[b] >= 0, "start[{}] = {} is negative", b, start.i32()[b]);
+    k_.rope_forward_at(qkv.f32(), start.i32(), B, T, p);
+  }
+
+  // ---- key/value cache
+  void kv_cache_write(const TensorView& k_cache, const TensorView& v_cache, const TensorView& qkv,
+                      const TensorView& start, const AttentionParams& p) override {
+    const ArgCheck a(*this, Op::kv_cache, "kv_cache_write");
+    const auto [B, T, S] = args::kv_cache_write(a, k_cache, v_cache, qkv, start, p);
+    args::check_positions(a, start.i32(), B, T, S);
+    k_.kv_cache_write(k_cache.f32(), v_cache.f32(), qkv.f32(), start.i32(), B, T, S, p);
+  }
+  void attention_cached(const TensorView& out, const TensorView& qkv, const TensorView& k_cache,
+                        const TensorView& v_cache, const TensorView& start,
+                        const AttentionParams& p) override {
+    const ArgCheck a(*this, Op::kv_cache, "attention_cached");
+    const auto [B, T, S] = args::attention_cached(a, out, qkv, k_cache, v_cache, start, p);
+    args::check_positions(a, start.i32(), B, T, S);
+    k_.attention_cached(out.f32(), qkv.f32(), k_cache.f32(), v_cache.f32(), start.i32(), B, T, S, p);
   }
 
   // ---- attention

@@ -42,6 +42,8 @@ const char* op_name(Op op) {
       return "axpby";
     case Op::sign:
       return "sign";
+    case Op::kv_cache:
+      return "kv_cache";
   }
   return "?";
 }

@@ -29,14 +29,15 @@ enum class Op {
   all_finite,
   axpby,
   sign,
+  kv_cache,  // kv_cache_write and attention_cached (inference)
 };
 
 /// \brief All of Op, in declaration order.
-inline constexpr std::array<Op, 19> kAllOps{
+inline constexpr std::array<Op, 20> kAllOps{
     Op::embedding, Op::layernorm,   Op::rmsnorm,  Op::matmul,  Op::rope,         Op::attention,
     Op::gelu,      Op::glu,         Op::residual, Op::softcap, Op::crossentropy, Op::per_sample_loss,
     Op::adamw,     Op::sum_squares, Op::dot,      Op::scale,   Op::all_finite,   Op::axpby,
-    Op::sign};
+    Op::sign,      Op::kv_cache};
 
 /// \brief "matmul", "attention", ...
 const char* op_name(Op op);

@@ -11,6 +11,7 @@
 // after saving a checkpoint (resumable: a batch script requeues the job).
 #include <fmt/format.h>
 #include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
 
 #include <cstdio>
 #include <exception>
@@ -79,8 +80,13 @@ const std::vector<JobStage>& job_stages() {
       {"score",
        "score a sample set with a pre-trained checkpoint: per-sample loss and FLOW weight (score.*, flow.*)",
        flowlm::stages::run_score},
-      {"eval", "loss and exact-match accuracy of checkpoints on token shards and sample sets (eval.*)",
+      {"eval",
+       "loss and exact match on token shards and sample sets, benchmark tasks (lm-eval's metrics with "
+       "standard "
+       "errors), the forgetting table of --compare base.h5 tuned.h5 (eval.*)",
        flowlm::stages::run_eval},
+      {"generate", "completions of prompts with a KV cache: greedy, temperature, top-k, top-p (generate.*)",
+       flowlm::stages::run_generate},
   };
   return stages;
 }
@@ -117,6 +123,7 @@ int run(int argc, char** argv, const Communicator& world) {
 
   std::filesystem::path job_file;
   std::vector<std::string> overrides;
+  std::vector<std::string> compare;
   bool dry_run = false;
   std::vector<std::pair<CLI::App*, const JobStage*>> subs;
   for (const auto& st : job_stages()) {
@@ -126,6 +133,16 @@ int run(int argc, char** argv, const Communicator& world) {
         ->type_name("KEY=VALUE")
         ->allow_extra_args(false);
     sub->add_flag("--dry-run", dry_run, "print the fully resolved job as TOML and exit");
+    if (const std::string keys = flowlm::config::section_help(st.name); !keys.empty())
+      sub->footer(
+          fmt::format("Job-file keys of [{}] (defaults shown; `flowlm reference` lists every section):\n{}",
+                      st.name, keys));
+    if (std::string(st.name) == "eval")
+      sub->add_option("--compare", compare,
+                      "evaluate two checkpoints, base then tuned, and print the forgetting table (sets "
+                      "eval.compare)")
+          ->expected(2)
+          ->type_name("BASE TUNED");
     subs.emplace_back(sub, &st);
   }
   std::filesystem::path inspect_file;
@@ -211,6 +228,12 @@ int run(int argc, char** argv, const Communicator& world) {
   }
   for (const auto& [sub, st] : subs) {
     if (!*sub) continue;
+    if (!compare.empty()) {
+      // A TOML array of basic strings: JSON's string escapes are TOML's.
+      std::string list;
+      for (const auto& c : compare) list += (list.empty() ? "" : ", ") + nlohmann::json(c).dump();
+      overrides.push_back("eval.compare=[" + list + "]");
+    }
     const flowlm::config::JobConfig job = load_job_everywhere(job_file, overrides, st->name, world);
     if (dry_run) {
       if (world.is_root()) std::fputs(flowlm::config::to_toml(job).c_str(), stdout);

@@ -10,6 +10,7 @@
 #include <cstring>
 #include <memory>
 #include <type_traits>
+#include <vector>
 
 #include "kernels/arg_check.hpp"
 #include "kernels/cuda/adamw.cuh"
@@ -21,6 +22,7 @@
 #include "kernels/cuda/embedding.cuh"
 #include "kernels/cuda/gelu.cuh"
 #include "kernels/cuda/glu.cuh"
+#include "kernels/cuda/kv_cache.cuh"
 #include "kernels/cuda/layernorm.cuh"
 #include "kernels/cuda/matmul.cuh"
 #include "kernels/cuda/residual.cuh"
@@ -203,6 +205,30 @@ class CudaBackend final : public Backend {
     cuda::rope_backward(stream(), dqkv.f32(), B, T, p);
   }
 
+  void rope_forward_at(const TensorView& qkv, const TensorView& start, const RopeParams& p) override {
+    const ArgCheck a(*this, Op::rope, "rope_forward_at");
+    const auto [B, T] = args::rope_at(a, qkv, start, p);
+    cuda::rope_forward_at(stream(), qkv.f32(), start.i32(), B, T, p);
+  }
+
+  // ---- key/value cache (the positions are checked on the host: B integers per call)
+  void kv_cache_write(const TensorView& k_cache, const TensorView& v_cache, const TensorView& qkv,
+                      const TensorView& start, const AttentionParams& p) override {
+    const ArgCheck a(*this, Op::kv_cache, "kv_cache_write");
+    const auto [B, T, S] = args::kv_cache_write(a, k_cache, v_cache, qkv, start, p);
+    check_positions(a, start, B, T, S);
+    cuda::kv_cache_write(stream(), k_cache.f32(), v_cache.f32(), qkv.f32(), start.i32(), B, T, S, p);
+  }
+  void attention_cached(const TensorView& out, const TensorView& qkv, const TensorView& k_cache,
+                        const TensorView& v_cache, const TensorView& start,
+                        const AttentionParams& p) override {
+    const ArgCheck a(*this, Op::kv_cache, "attention_cached");
+    const auto [B, T, S] = args::attention_cached(a, out, qkv, k_cache, v_cache, start, p);
+    check_positions(a, start, B, T, S);
+    cuda::attention_cached(stream(), out.f32(), qkv.f32(), k_cache.f32(), v_cache.f32(), start.i32(), B, T, S,
+                           p);
+  }
+
   // ---- attention
   void attention_forward(const TensorView& out, const TensorView& att, const TensorView& qkv,
                          const AttentionParams& p) override {
@@ -356,6 +382,11 @@ class CudaBackend final : public Backend {
 
   // Token ids index rows of a table and come from the data: a bad one is a DataError naming it, as on
   // the host (the flag costs a host sync per call).
+  void check_positions(const ArgCheck& a, const TensorView& start, index_t B, index_t T, index_t S) {
+    std::vector<std::int32_t> host(static_cast<std::size_t>(B));
+    copy_out(host.data(), host.size() * sizeof(std::int32_t), start);
+    args::check_positions(a, host.data(), B, T, S);
+  }
   void check_tokens(const ArgCheck& a, const TensorView& tokens, index_t V) {
     const unsigned long long i = read_back(bad());
     if (i == kNoBadIndex) return;

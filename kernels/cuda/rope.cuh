@@ -4,6 +4,8 @@
 
 #include <cuda_runtime.h>
 
+#include <cstdint>
+
 #include "core/types.hpp"
 #include "kernels/ops.hpp"
 
@@ -13,5 +15,8 @@ namespace flowlm::kernels::cuda {
 void rope_forward(cudaStream_t stream, float* qkv, index_t B, index_t T, const RopeParams& p);
 /// \brief The inverse (transpose) rotation, in place on the gradient dqkv.
 void rope_backward(cudaStream_t stream, float* dqkv, index_t B, index_t T, const RopeParams& p);
+/// \brief rope_forward with token t of row b at position start[b] + t (start [B] on the device).
+void rope_forward_at(cudaStream_t stream, float* qkv, const std::int32_t* start, index_t B, index_t T,
+                     const RopeParams& p);
 
 }  // namespace flowlm::kernels::cuda

@@ -1,7 +1,10 @@
 // Host dense layers in both weight layouts (Conv1D [C,OC] and Linear [OC,C], which includes the
 // tied LM head): every GEMM goes to OpenBLAS (row-major cblas_sgemm), called outside Kokkos
-// parallel regions (OpenBLAS runs its own threads, matched to Kokkos's count).
+// parallel regions (OpenBLAS runs its own threads, matched to Kokkos's count), except forwards of
+// at most kSmallRows rows (decoding steps), which read the weight once in a loop of their own.
 #include <cblas.h>
+
+#include <algorithm>
 
 #include "kernels/host/parallel.hpp"
 #include "kernels/kernels.hpp"
@@ -22,12 +25,62 @@ float fill_bias(float* out, const float* bias, index_t N, index_t OC) {
   });
   return 1.0f;
 }
+// A GEMM of a few rows (a decoding step: one row per sequence) is memory-bound on the weight, which
+// BLAS would first copy into its packed layout on every call: read it once instead, a block of
+// outputs per work item, all rows at a time.
+constexpr index_t kSmallRows = 16;
+constexpr index_t kSmallBlock = 64;  // output columns per work item
+
+// out[n, j] = bias[j] + sum_c inp[n, c] weight[c, j] (Conv1D [C, OC]): per block of j, a pass over c
+// updates every row's block (kSmallRows x kSmallBlock floats stay in L1).
+void small_rows_conv1d(float* out, const float* inp, const float* weight, const float* bias, index_t N,
+                       index_t C, index_t OC) {
+  const index_t blocks = (OC + kSmallBlock - 1) / kSmallBlock;
+  Kokkos::parallel_for("flowlm::matmul_forward_small", host_range(blocks), [=](const index_t k) {
+    const index_t j0 = k * kSmallBlock, j1 = std::min(OC, j0 + kSmallBlock), w = j1 - j0;
+    float acc[kSmallRows][kSmallBlock];
+    for (index_t n = 0; n < N; ++n)
+      for (index_t j = 0; j < w; ++j) acc[n][j] = bias ? bias[j0 + j] : 0.0f;
+    for (index_t c = 0; c < C; ++c) {
+      const float* wr = weight + c * OC + j0;
+      for (index_t n = 0; n < N; ++n) {
+        const float a = inp[n * C + c];
+        float* r = acc[n];
+#pragma omp simd
+        for (index_t j = 0; j < w; ++j) r[j] += a * wr[j];
+      }
+    }
+    for (index_t n = 0; n < N; ++n)
+      for (index_t j = 0; j < w; ++j) out[n * OC + j0 + j] = acc[n][j];
+  });
+}
+
+// out[n, o] = bias[o] + weight[o, :] . inp[n, :] (Linear [OC, C]): each weight row is read once for
+// every row's dot product.
+void small_rows_linear(float* out, const float* inp, const float* weight, const float* bias, index_t N,
+                       index_t C, index_t OC) {
+  const index_t blocks = (OC + kSmallBlock - 1) / kSmallBlock;
+  Kokkos::parallel_for("flowlm::linear_forward_small", host_range(blocks), [=](const index_t k) {
+    const index_t o1 = std::min(OC, (k + 1) * kSmallBlock);
+    for (index_t o = k * kSmallBlock; o < o1; ++o) {
+      const float* wr = weight + o * C;
+      for (index_t n = 0; n < N; ++n) {
+        const float* x = inp + n * C;
+        float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+        for (index_t c = 0; c < C; ++c) s += x[c] * wr[c];
+        out[n * OC + o] = (bias ? bias[o] : 0.0f) + s;
+      }
+    }
+  });
+}
 }  // namespace
 
 // out[N,OC] = inp[N,C] @ weight[C,OC] + bias.
 void matmul_forward(float* out, const float* inp, const float* weight, const float* bias, index_t N,
                     index_t C, index_t OC) {
   if (N <= 0 || OC <= 0) return;
+  if (N <= kSmallRows) return small_rows_conv1d(out, inp, weight, bias, N, C, OC);
   const float beta = fill_bias(out, bias, N, OC);
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, bi(N), bi(OC), bi(C), 1.0f, inp, bi(C), weight,
               bi(OC), beta, out, bi(OC));
@@ -52,6 +105,7 @@ void matmul_backward(float* dinp, float* dweight, float* dbias, const float* dou
 void linear_forward(float* out, const float* inp, const float* weight, const float* bias, index_t N,
                     index_t C, index_t OC) {
   if (N <= 0 || OC <= 0) return;
+  if (N <= kSmallRows) return small_rows_linear(out, inp, weight, bias, N, C, OC);
   const float beta = fill_bias(out, bias, N, OC);
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, bi(N), bi(OC), bi(C), 1.0f, inp, bi(C), weight, bi(C),
               beta, out, bi(OC));

@@ -555,6 +555,19 @@ std::string to_toml(const JobConfig& c) { return emit(c, false); }
 
 std::string reference_toml() { return emit(JobConfig{}, true); }
 
+std::string section_help(const std::string& section) {
+  JobConfig c;
+  const Schema s = describe(c);
+  std::string out;
+  for (const auto& f : s.fields()) {
+    if (f.section != section) continue;
+    const std::string rule = describe_rule(f.rule);
+    out += fmt::format("  {}.{} = {}  ({}{}{})\n      {}\n", f.section, f.key, format_value(f.ptr),
+                       type_name(f.ptr), rule.empty() ? "" : ", ", rule, f.doc);
+  }
+  return out;
+}
+
 std::vector<std::string> changed_keys(const JobConfig& a, const JobConfig& b) {
   JobConfig ca = a, cb = b;
   const Schema sa = describe(ca), sb = describe(cb);

@@ -144,15 +144,39 @@ struct ScoreConfig {
   std::int64_t batch = 16;      // samples per forward (fixed global groups: results do not depend on ranks)
 };
 
-/// \brief The eval stage: checkpoints x eval sets -> eval.jsonl.
+/// \brief The eval stage: checkpoints x (eval sets and benchmark tasks) -> eval.jsonl.
 struct EvalConfig {
   std::vector<std::string> checkpoints;  // checkpoint files, run directories or globs
   std::vector<std::string> sets;         // token shards (.bin, globs) or sample sets (.h5)
+  std::vector<std::string> tasks;        // task files (.toml, globs): multiple_choice, generate, rolling
   std::string output = "";               // eval.jsonl path; empty = <run.dir>/eval.jsonl
   std::int64_t micro_batch = 16;         // sequences per forward
-  std::int64_t max_samples = 0;          // per sample set: first N only; 0 = all
+  std::int64_t max_samples = 0;          // per sample set / task: first N only; 0 = all
   std::int64_t max_windows = 0;          // per token set: first N windows only; 0 = all
   std::int64_t seq_len = 0;              // token sets: window length; 0 = the checkpoint's block_size
+  std::string tokenizer = "";            // tasks: "" = the checkpoint's, "byte", or a tokenizer path
+  std::int64_t num_fewshot = -1;         // tasks: -1 = each task's own num_fewshot
+  std::int64_t fewshot_seed = -1;        // tasks: -1 = each task's own fewshot_seed
+  std::vector<std::string> compare;      // two checkpoints (base, tuned): the forgetting table
+  std::string samples_dir = "";          // per-item records of tasks and sample sets; empty = none
+};
+
+/// \brief The generate stage: completions of prompts by a checkpoint, with a KV cache.
+struct GenerateConfig {
+  std::string checkpoint = "";           // the model (required by generate)
+  std::vector<std::string> prompts;      // prompts given in the job
+  std::string prompts_file = "";         // more prompts: a text file (one per line) or JSONL
+  std::string prompt_field = "prompt";   // JSONL: the field holding the prompt
+  std::string prompt_template = "none";  // key "template": prepare's templates
+  std::string tokenizer = "";            // "" = the checkpoint's, "byte", or a tokenizer path
+  std::int64_t max_new_tokens = 64;
+  std::vector<std::string> until;  // stop strings (the end-of-text token always stops)
+  double temperature = 0.0;        // 0 = greedy
+  std::int64_t top_k = 0;          // 0 = no top-k cut
+  double top_p = 1.0;              // 1 = no nucleus cut
+  std::int64_t seed = 1;           // sampling seed (per prompt streams)
+  std::int64_t batch = 16;         // prompts decoded together
+  std::string output = "";         // completions as JSONL; empty = print only
 };
 
 /// \brief One job file, every section resolved.
@@ -170,6 +194,7 @@ struct JobConfig {
   FlowConfig flow;
   ScoreConfig score;
   EvalConfig eval;
+  GenerateConfig generate;
   /// Where the job came from (file name, or e.g. a checkpoint attribute), for messages; not a key.
   std::string origin;
   /// The [model] keys the job file or --set gave (the others hold family defaults); not a key.
@@ -200,6 +225,10 @@ std::string to_toml(const JobConfig& c);
 /// \brief Every section and key with its type, constraints, default and a one-line doc,
 /// as commented TOML that itself parses to the defaults.
 std::string reference_toml();
+
+/// \brief The keys of one section as help text ("  key = default  (type, constraints)\n      doc"),
+/// empty for a name that is no section; for `flowlm <stage> --help`.
+std::string section_help(const std::string& section);
 
 /// \brief The dotted keys ("optim.lr") whose values differ between a and b, in schema order.
 std::vector<std::string> changed_keys(const JobConfig& a, const JobConfig& b);

@@ -225,9 +225,53 @@ void describe(EvalConfig& c, Schema& s) {
   s.field("output", c.output,
           "eval.jsonl to write (one row per checkpoint and set); empty = <run.dir>/eval.jsonl.");
   s.field("micro_batch", c.micro_batch, "Sequences per forward pass.", ge(1));
-  s.field("max_samples", c.max_samples, "Sample sets: evaluate only the first N samples; 0 = all.", ge(0));
   s.field("max_windows", c.max_windows, "Token sets: evaluate only the first N windows; 0 = all.", ge(0));
   s.field("seq_len", c.seq_len, "Token sets: window length; 0 = the checkpoint's block_size.", ge(0));
+  s.field(
+      "tasks", c.tasks,
+      "Benchmark task files (.toml or globs; README \"Benchmark tasks\"): multiple_choice (acc, acc_norm), "
+      "generate (exact_match) and loglikelihood_rolling (perplexities, bits_per_byte), as lm-eval scores "
+      "them.");
+  s.field("max_samples", c.max_samples, "Sample sets and tasks: evaluate only the first N items; 0 = all.",
+          ge(0));
+  s.field("tokenizer", c.tokenizer,
+          "Tasks: the tokenizer; empty = the checkpoint's (recorded by import, or by the model it started "
+          "from), else byte for a 256-token vocabulary; or byte, or a tokenizer file / model directory.");
+  s.field("num_fewshot", c.num_fewshot, "Tasks: few-shot examples per prompt; -1 = each task's num_fewshot.",
+          ge(-1));
+  s.field("fewshot_seed", c.fewshot_seed, "Tasks: seed of the few-shot draw; -1 = each task's fewshot_seed.",
+          ge(-1));
+  s.field("compare", c.compare,
+          "Two checkpoints, base then tuned: evaluates both on the tasks and sample sets and prints the "
+          "forgetting table (base, tuned, delta and its paired standard error); replaces checkpoints.");
+  s.field("samples_dir", c.samples_dir,
+          "Directory for per-item records (<checkpoint>_<task>.jsonl: prompt, log-likelihoods, response, "
+          "score); empty = none.");
+}
+
+void describe(GenerateConfig& c, Schema& s) {
+  s.field("checkpoint", c.checkpoint, "The checkpoint that generates (required by generate).");
+  s.field("prompts", c.prompts, "Prompts given in the job file.");
+  s.field("prompts_file", c.prompts_file,
+          "More prompts: a text file (one prompt per line; \\n in a line is a newline) or a .jsonl file.");
+  s.field("prompt_field", c.prompt_field, "JSONL prompts: the field holding the prompt.", nonempty());
+  s.field("template", c.prompt_template,
+          "Template around each prompt, as prepare.template: none, alpaca, or a text with {prompt}.",
+          nonempty());
+  s.field("tokenizer", c.tokenizer,
+          "Empty = the checkpoint's (as eval.tokenizer), or byte, or a tokenizer file / model directory.");
+  s.field("max_new_tokens", c.max_new_tokens, "Most tokens generated per prompt.", ge(1));
+  s.field("until", c.until,
+          "Stop strings: the completion ends before the first one (end-of-text always stops).");
+  s.field("temperature", c.temperature, "Sampling temperature; 0 = greedy (argmax).", ge(0));
+  s.field("top_k", c.top_k, "Sample among the k most likely tokens only; 0 = all.", ge(0));
+  s.field("top_p", c.top_p,
+          "Sample from the smallest set of tokens whose probability reaches top_p; 1 = all.",
+          Rule{}.gt(0).le(1));
+  s.field("seed", c.seed, "Sampling seed: prompt i draws from its own stream (seed, i), whatever the batch.",
+          ge(0));
+  s.field("batch", c.batch, "Prompts decoded together (one KV cache each).", ge(1));
+  s.field("output", c.output, "Completions as JSONL ({prompt, completion, tokens}); empty = print only.");
 }
 
 }  // namespace
@@ -264,8 +308,13 @@ Schema describe(JobConfig& c) {
   describe(c.flow, s);
   s.section("score", "The score stage: per-sample losses and FLOW weights -> scores.h5.");
   describe(c.score, s);
-  s.section("eval", "The eval stage: loss and exact-match accuracy of checkpoints on eval sets.");
+  s.section(
+      "eval",
+      "The eval stage: loss and exact match on eval sets, benchmark tasks with standard errors, and the "
+      "forgetting table of a tuned vs a base checkpoint.");
   describe(c.eval, s);
+  s.section("generate", "The generate stage: completions of prompts with a KV cache (greedy or sampled).");
+  describe(c.generate, s);
   return s;
 }
 

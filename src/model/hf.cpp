@@ -385,6 +385,8 @@ fs::path find_tokenizer(const fs::path& ckpt_path, int depth = 0) {
 
 }  // namespace
 
+fs::path checkpoint_tokenizer(const fs::path& checkpoint) { return find_tokenizer(checkpoint); }
+
 void import_hf(const fs::path& hf_dir, const fs::path& out, const comm::Communicator& world) {
   // Rank 0 does the work; the other ranks wait and rethrow its error.
   world.on_root<int>([&] {

@@ -50,6 +50,10 @@ const std::vector<std::string>& hf_side_files();
 void import_hf(const std::filesystem::path& hf_dir, const std::filesystem::path& out,
                const comm::Communicator& world);
 
+/// \brief The tokenizer directory recorded by a checkpoint (import records one), or by the checkpoints
+/// it started from (model.init_from, inherit.from), or empty when none is found.
+std::filesystem::path checkpoint_tokenizer(const std::filesystem::path& checkpoint);
+
 /// \brief Options of `flowlm export`.
 struct ExportOptions {
   io::SafetensorsDType dtype = io::SafetensorsDType::f32;

@@ -26,8 +26,11 @@ void run_inherit(const StageContext& ctx);
 void run_average(const StageContext& ctx);
 /// \brief `flowlm score`: per-sample losses of a pre-trained checkpoint and FLOW weights (score.*, flow.*).
 void run_score(const StageContext& ctx);
-/// \brief `flowlm eval`: loss / exact-match accuracy of checkpoints on eval sets (eval.*).
+/// \brief `flowlm eval`: loss / exact-match accuracy of checkpoints on eval sets, benchmark tasks with
+/// standard errors, and the forgetting table of eval.compare (eval.*).
 void run_eval(const StageContext& ctx);
+/// \brief `flowlm generate`: completions of prompts with a KV cache (generate.*).
+void run_generate(const StageContext& ctx);
 /// \brief `flowlm demo`: where it writes and the seed of its synthetic corpus.
 struct DemoOptions {
   std::filesystem::path dir = "runs/demo";

@@ -9,6 +9,7 @@
 #include "core/log.hpp"
 #include "data/shard.hpp"
 #include "io/checkpoint.hpp"
+#include "model/decode.hpp"
 
 namespace flowlm::train {
 
@@ -56,7 +57,34 @@ std::vector<std::filesystem::path> expand_checkpoints(const std::vector<std::str
 
 std::vector<std::vector<std::int32_t>> greedy_answers(model::Transformer& gpt, const data::SampleSet& set,
                                                       const std::vector<index_t>& ids,
-                                                      const std::vector<index_t>& max_new, std::int32_t eot) {
+                                                      const std::vector<index_t>& max_new, std::int32_t eot,
+                                                      Decoding decoding, index_t batch) {
+  if (decoding == Decoding::kv_cache) {
+    // Rows that may generate nothing are left out; the others stop at their own max_new.
+    std::vector<std::vector<std::int32_t>> prompts, out(ids.size());
+    std::vector<std::size_t> rows;
+    index_t most = 0;
+    for (std::size_t b = 0; b < ids.size(); ++b) {
+      if (max_new[b] <= 0) continue;
+      const index_t i = ids[b];
+      prompts.emplace_back(set.sample(i), set.sample(i) + set.answer_start[i]);
+      rows.push_back(b);
+      most = std::max(most, max_new[b]);
+    }
+    model::GenerateOptions opt;
+    opt.max_new_tokens = most;
+    opt.eot = eot;
+    opt.stop = [&](std::size_t r, const std::vector<std::int32_t>& got) {
+      return static_cast<index_t>(got.size()) >= max_new[rows[r]];
+    };
+    auto got = model::generate(gpt, prompts, opt, batch);
+    for (std::size_t r = 0; r < rows.size(); ++r) {
+      // generate() drops the EOT that ended a row; greedy_answers keeps it.
+      if (static_cast<index_t>(got[r].size()) < max_new[rows[r]]) got[r].push_back(eot);
+      out[rows[r]] = std::move(got[r]);
+    }
+    return out;
+  }
   const auto B = static_cast<index_t>(ids.size());
   const index_t V = gpt.config().vocab_size, Tmax = gpt.config().block_size;
   std::vector<std::vector<std::int32_t>> seq(ids.size()), out(ids.size());
@@ -106,6 +134,7 @@ SampleEval evaluate_samples(model::Transformer& gpt, const data::SampleSet& set,
   const index_t V = gpt.config().vocab_size;
   double loss = 0;
   std::int64_t tokens = 0, correct = 0;
+  std::vector<double> local_correct, local_loss, local_tokens;
   data::PaddedBatch batch;
   for (index_t first = 0; first < set.size(); first += micro_batch) {
     const index_t B = std::min(micro_batch, set.size() - first);
@@ -116,6 +145,12 @@ SampleEval evaluate_samples(model::Transformer& gpt, const data::SampleSet& set,
     const float* l = gpt.token_losses();
     for (index_t k = 0; k < batch.B * batch.T; ++k) loss += l[k];
     tokens += gpt.counted_tokens();
+    for (index_t b = 0; b < B; ++b) {
+      double sl = 0;
+      for (index_t t = 0; t < batch.T; ++t) sl += l[b * batch.T + t];
+      local_loss.push_back(sl);
+      local_tokens.push_back(static_cast<double>(set.answer_tokens(first + b)));
+    }
     // Greedy decoding reproduces the answer (closing EOT included) exactly when the argmax
     // at every answer position of the teacher-forced pass is the answer token: by induction,
     // the greedy prefix then equals the answer's, so its logits are these. One forward pass
@@ -130,9 +165,13 @@ SampleEval evaluate_samples(model::Transformer& gpt, const data::SampleSet& set,
         all = std::max_element(row, row + V) - row == batch.targets[static_cast<std::size_t>(k)];
       }
       correct += all;
+      local_correct.push_back(all ? 1.0 : 0.0);
     }
   }
   SampleEval r;
+  r.sample_correct = world.allgatherv(local_correct);
+  r.sample_loss = world.allgatherv(local_loss);
+  r.sample_tokens = world.allgatherv(local_tokens);
   r.answer_loss.sum = world.sum(loss);
   r.answer_loss.tokens = world.sum(tokens);
   r.correct = world.sum(correct);

@@ -39,6 +39,9 @@ std::vector<std::filesystem::path> expand_checkpoints(const std::vector<std::str
 struct SampleEval {
   LossSum answer_loss;  ///< over answer tokens (closing EOT included)
   std::int64_t correct = 0, samples = 0;
+  /// Per sample of the whole set (every rank's block, in sample order): exact match (0 / 1), summed
+  /// answer loss and answer tokens, for paired comparisons between models.
+  std::vector<double> sample_correct, sample_loss, sample_tokens;
   double accuracy() const {
     return samples > 0 ? static_cast<double>(correct) / static_cast<double>(samples) : 0;
   }
@@ -52,10 +55,18 @@ struct SampleEval {
 SampleEval evaluate_samples(model::Transformer& gpt, const data::SampleSet& set, index_t micro_batch,
                             const comm::Communicator& world);
 
+/// \brief How greedy_answers decodes: with a key/value cache (model/decode.hpp), or by rerunning the
+/// whole sequence for every token (the former path, kept as the reference and for the benchmark).
+enum class Decoding { kv_cache, full_rerun };
+
 /// \brief Greedy continuations of local samples `ids` of `set` from their prompts (the tokens
-/// before answer_start), at most `max_new[b]` tokens each, stopping after `eot`. Forward only.
+/// before answer_start), at most `max_new[b]` tokens each, stopping after `eot` (which is kept).
+/// Forward only. full_rerun keeps the last block_size tokens of a longer sequence; kv_cache needs
+/// prompt + answer to fit the block with learned positions (DataError otherwise).
 std::vector<std::vector<std::int32_t>> greedy_answers(model::Transformer& gpt, const data::SampleSet& set,
                                                       const std::vector<index_t>& ids,
-                                                      const std::vector<index_t>& max_new, std::int32_t eot);
+                                                      const std::vector<index_t>& max_new, std::int32_t eot,
+                                                      Decoding decoding = Decoding::kv_cache,
+                                                      index_t batch = 16);
 
 }  // namespace flowlm::train

@@ -103,6 +103,38 @@ expect "train still checks them" 1 "train.seq_len = 16 must be <= model.block_si
   "$bin" train job.toml --set model.block_size=8
 expect "dry-run of train checks them too" 1 "model.block_size = 8" -- \
   "$bin" train job.toml --set model.block_size=8 --dry-run
+# Benchmark tasks, the forgetting table and generation on the byte model.
+for i in $(seq 12); do printf '{"context": "the quick %d", "choices": ["brown fox", "lazy", "dog"], "gold": %d}\n' "$i" "$((i % 3))"; done > mc.jsonl
+for i in $(seq 8); do printf '{"context": "the quick", "target": "brown"}\n'; done > gen.jsonl
+printf 'kind = "multiple_choice"\ndata = "mc.jsonl"\nnum_fewshot = 1\n' > mc.toml
+printf 'kind = "generate"\ndata = "gen.jsonl"\n[generation]\nuntil = [" fox"]\nmax_new_tokens = 8\n' > gen.toml
+printf 'kind = "multiple_choice"\ndata = "mc.jsonl"\nnum_fewshot = 1\nsampler = "first_n"\n' > badkey.toml
+tasks=(--set 'eval.tasks=["mc.toml", "gen.toml"]')
+expect "eval help documents --compare" 0 "--compare BASE TUNED" -- "$bin" eval --help
+expect "eval of tasks reports acc with stderr" 0 "step_00000003.h5 +mc +acc +[0-9.]+ +[0-9.]+ +12" -- \
+  "$bin" eval job.toml --set 'eval.checkpoints=["run/step_00000003.h5"]' "${tasks[@]}"
+expect "eval of tasks writes metrics and stderr rows" 0 '"stderr":\{"acc":' -- cat run/eval.jsonl
+expect "eval --compare prints the forgetting table" 0 "mc +acc_norm +[0-9.]+ +[0-9.]+ +[-+][0-9.]+ " -- \
+  "$bin" eval job.toml --compare run/step_00000003.h5 run/step_00000003.h5 "${tasks[@]}" --set 'eval.sets=["data/text_val_*.bin"]'
+expect "a task file with an unknown key names it" 1 "badkey.toml:4:1: unknown key 'sampler'" -- \
+  "$bin" eval job.toml --set 'eval.checkpoints=["run"]' --set 'eval.tasks=["badkey.toml"]'
+expect "a missing task file names the key" 1 "eval.tasks: nope.toml matches no task file" -- \
+  "$bin" eval job.toml --set 'eval.checkpoints=["run"]' --set 'eval.tasks=["nope.toml"]'
+expect "eval needs sets or tasks" 1 "eval.sets and eval.tasks are both empty" -- \
+  "$bin" eval job.toml --set 'eval.checkpoints=["run"]'
+expect "compare needs two checkpoints" 1 "eval.compare holds 1 entries" -- \
+  "$bin" eval job.toml --set 'eval.compare=["run/step_00000003.h5"]' "${tasks[@]}"
+expect "a bad eval.num_fewshot names the key" 1 "eval.num_fewshot = -2 is out of range" -- \
+  "$bin" eval job.toml --set 'eval.checkpoints=["run"]' "${tasks[@]}" --set eval.num_fewshot=-2
+expect "generate prints completions" 0 "=> " -- "$bin" generate job.toml \
+  --set generate.checkpoint=run/step_00000003.h5 --set 'generate.prompts=["the quick", "lazy"]' --set generate.max_new_tokens=5
+expect "generate samples with a seed" 0 "temperature 0.8, top_k 5, top_p 0.9, seed 3" -- "$bin" generate job.toml \
+  --set generate.checkpoint=run/step_00000003.h5 --set 'generate.prompts=["the"]' --set generate.temperature=0.8 \
+  --set generate.top_k=5 --set generate.top_p=0.9 --set generate.seed=3 --set generate.max_new_tokens=4
+expect "generate names a missing checkpoint key" 1 "generate.checkpoint is empty" -- "$bin" generate job.toml \
+  --set 'generate.prompts=["x"]'
+expect "generate refuses top_p 0 by name" 1 "generate.top_p = 0.0 is out of range" -- "$bin" generate job.toml \
+  --set generate.top_p=0
 # Every family through the same stages: train, eval, inherit, average, train from the inherited.
 for arch in llama gemma2; do
   fam=(--set model.arch=$arch --set model.n_kv_head=1 --set run.dir=run_$arch)

@@ -249,6 +249,53 @@ OpCase rope_case(std::string name, index_t B, index_t T, index_t NH, index_t KVH
   return c;
 }
 
+// rope at given positions (forward only: decoding never differentiates), on a copy of qkv as rope_case.
+OpCase rope_at_case(std::string name, index_t B, index_t T, index_t NH, index_t KVH, index_t hd, float theta,
+                    index_t max_start) {
+  OpCase c{std::move(name), Op::rope};
+  const Shape qkv{B, T, (NH + 2 * KVH) * hd};
+  c.args = {
+      {"qkv", Role::in, qkv, normal()}, {"start", Role::in, {B}, ids(max_start + 1)}, {"y", Role::out, qkv}};
+  const RopeParams p{NH, KVH, hd, theta};
+  c.forward = [=](Backend& be, Tensors& t) {
+    be.axpby(t["y"], t["qkv"], 1.0f, 0.0f);
+    be.rope_forward_at(t["y"], t["start"], p);
+  };
+  return c;
+}
+
+// Cache writes into caches holding other values (kept where nothing is written); start + T <= S.
+OpCase kv_cache_write_case(std::string name, index_t B, index_t T, index_t NH, index_t KVH, index_t hd,
+                           index_t S) {
+  OpCase c{std::move(name), Op::kv_cache};
+  c.args = {{"qkv", Role::in, {B, T, (NH + 2 * KVH) * hd}, normal()},
+            {"start", Role::in, {B}, ids(S - T + 1)},
+            {"k_cache", Role::inout, {B, KVH, S, hd}, normal()},
+            {"v_cache", Role::inout, {B, KVH, S, hd}, normal()}};
+  c.tol_f32 = 0.0;
+  const AttentionParams p{NH, KVH, hd};
+  c.forward = [=](Backend& be, Tensors& t) {
+    be.kv_cache_write(t["k_cache"], t["v_cache"], t["qkv"], t["start"], p);
+  };
+  return c;
+}
+
+// Queries at positions start[b] + t over caches whose every slot holds a key (what has been written).
+OpCase attention_cached_case(std::string name, index_t B, index_t T, index_t NH, index_t KVH, index_t hd,
+                             index_t S, float scale = 0, float softcap = 0, index_t window = 0) {
+  OpCase c{std::move(name), Op::kv_cache};
+  c.args = {{"qkv", Role::in, {B, T, (NH + 2 * KVH) * hd}, normal()},
+            {"start", Role::in, {B}, ids(S - T + 1)},
+            {"k_cache", Role::in, {B, KVH, S, hd}, normal()},
+            {"v_cache", Role::in, {B, KVH, S, hd}, normal()},
+            {"out", Role::out, {B, T, NH * hd}}};
+  const AttentionParams p{NH, KVH, hd, scale, softcap, window};
+  c.forward = [=](Backend& be, Tensors& t) {
+    be.attention_cached(t["out"], t["qkv"], t["k_cache"], t["v_cache"], t["start"], p);
+  };
+  return c;
+}
+
 OpCase attention_case(std::string name, index_t B, index_t T, index_t NH, index_t KVH, index_t hd,
                       float scale = 0, float softcap = 0, index_t window = 0, float sd = 1.0f) {
   OpCase c{std::move(name), Op::attention};
@@ -451,6 +498,15 @@ const std::vector<OpCase>& op_cases() {
       rope_case("rope_theta1e4", 2, 5, 2, 2, 8, 10000.0f),
       rope_case("rope_gqa_theta5e5", 2, 40, 4, 1, 16, 500000.0f),
       rope_case("rope_odd_heads_theta1e4", 1, 70, 3, 3, 6, 10000.0f),
+      rope_at_case("rope_at_decode_step", 3, 1, 2, 1, 8, 10000.0f, 40),
+      rope_at_case("rope_at_chunk_gqa", 2, 6, 4, 2, 16, 500000.0f, 70),
+      kv_cache_write_case("kv_cache_write_step", 3, 1, 4, 2, 8, 9),
+      kv_cache_write_case("kv_cache_write_chunk", 2, 5, 2, 2, 4, 12),
+      attention_cached_case("attention_cached_step_gqa", 3, 1, 4, 2, 8, 20),
+      attention_cached_case("attention_cached_chunk_mha", 2, 4, 3, 3, 5, 11),
+      attention_cached_case("attention_cached_softcap_scale", 2, 1, 2, 1, 4, 9, 0.5f, 2.0f),
+      attention_cached_case("attention_cached_window", 2, 3, 2, 2, 4, 15, 0, 0, 4),
+      fd_sampled(attention_cached_case("attention_cached_large", 4, 1, 8, 2, 32, 300, 0, 3.0f, 100), 1),
       attention_case("attention_mha", 2, 5, 3, 3, 4),
       attention_case("attention_gqa", 2, 6, 4, 2, 4),
       attention_case("attention_mqa_odd_head_dim", 1, 7, 3, 1, 5),
@@ -966,6 +1022,81 @@ TEST_P(Backends, AttentionProbabilitiesAreCausalAndWindowed) {
       ASSERT_NEAR(s, 1.0, 1e-5) << "row " << r;
     }
   }
+}
+
+// rope at positions is rope of the longer sequence it continues, bit for bit (the same angles).
+TEST_P(Backends, RopeAtPositionsContinuesTheSequence) {
+  const index_t NH = 4, KVH = 2, hd = 8, row = (NH + 2 * KVH) * hd, T = 3;
+  const IVec starts{0, 5, 17};
+  std::mt19937 rng(31);
+  for (std::size_t b = 0; b < starts.size(); ++b) {
+    const index_t s = starts[b], L = s + T;
+    const Vec full = randn(L * row, rng);
+    Buffer whole = upload(full, {1, L, row});
+    be->rope_forward(whole.view(), RopeParams{NH, KVH, hd, 10000.0f});
+    const Vec want = download(whole);
+    Buffer tail = upload(Vec(full.begin() + s * row, full.end()), {1, T, row});
+    Buffer start = upload_ids({static_cast<std::int32_t>(s)}, {1});
+    be->rope_forward_at(tail.view(), start.view(), RopeParams{NH, KVH, hd, 10000.0f});
+    EXPECT_TRUE(bitwise_equal(download(tail), Vec(want.begin() + s * row, want.end()))) << "start " << s;
+  }
+}
+
+// Prefill of a chunk, then one token per step through the cache, gives full causal attention's outputs
+// (with GQA, soft-cap and a sliding window); rows of one batch at different positions.
+TEST_P(Backends, CachedAttentionEqualsFullAttention) {
+  const index_t B = 2, T = 23, NH = 4, KVH = 2, hd = 8, row = (NH + 2 * KVH) * hd, S = 30, P = 6;
+  std::mt19937 rng(32);
+  const Vec x = randn(B * T * row, rng);
+  for (const AttentionParams p :
+       {AttentionParams{NH, KVH, hd}, AttentionParams{NH, KVH, hd, 0.3f, 3.0f, 7}}) {
+    Buffer qkv = upload(x, {B, T, row}), out = be->alloc(DType::f32, {B, T, NH * hd});
+    Buffer att = be->alloc(DType::f32, {B, NH, T, T});
+    be->attention_forward(out.view(), att.view(), qkv.view(), p);
+    const Vec want = download(out);
+    Buffer kc = be->alloc(DType::f32, {B, KVH, S, hd}), vc = be->alloc(DType::f32, {B, KVH, S, hd});
+    // Row 1 runs one step behind row 0: its first chunk is one token shorter.
+    Vec got(want.size(), kNaN);
+    for (index_t b = 0; b < B; ++b) {
+      const TensorView kb{
+          static_cast<float*>(kc.data()) + b * KVH * S * hd, DType::f32, {1, KVH, S, hd}, be->device()};
+      const TensorView vb{
+          static_cast<float*>(vc.data()) + b * KVH * S * hd, DType::f32, {1, KVH, S, hd}, be->device()};
+      for (index_t t0 = 0; t0 < T;) {
+        const index_t n = t0 == 0 ? P - b : 1;
+        Buffer q =
+            upload(Vec(x.begin() + (b * T + t0) * row, x.begin() + (b * T + t0 + n) * row), {1, n, row});
+        Buffer start = upload_ids({static_cast<std::int32_t>(t0)}, {1});
+        Buffer y = be->alloc(DType::f32, {1, n, NH * hd});
+        be->kv_cache_write(kb, vb, q.view(), start.view(), p);
+        be->attention_cached(y.view(), q.view(), kb, vb, start.view(), p);
+        const Vec yv = download(y);
+        std::copy(yv.begin(), yv.end(), got.begin() + (b * T + t0) * NH * hd);
+        t0 += n;
+      }
+    }
+    EXPECT_TRUE(close(widen(got), widen(want), 1e-5)) << "softcap " << p.softcap << " window " << p.window;
+  }
+}
+
+TEST_P(Backends, CachePositionsOutsideTheCacheAreDataErrors) {
+  const index_t NH = 2, KVH = 1, hd = 4, S = 8;
+  Buffer qkv = be->alloc(DType::f32, {2, 3, (NH + 2 * KVH) * hd});
+  Buffer kc = be->alloc(DType::f32, {2, KVH, S, hd}), vc = be->alloc(DType::f32, {2, KVH, S, hd});
+  Buffer out = be->alloc(DType::f32, {2, 3, NH * hd});
+  Buffer start = upload_ids({5, 6}, {2});  // row 1: positions 6, 7, 8 but the cache holds 0..7
+  const AttentionParams p{NH, KVH, hd};
+  std::string msg = thrown<flowlm::DataError>(
+      [&] { be->kv_cache_write(kc.view(), vc.view(), qkv.view(), start.view(), p); });
+  EXPECT_TRUE(contains(msg, "kv_cache_write") && contains(msg, "row 1") && contains(msg, "position 6"))
+      << msg;
+  msg = thrown<flowlm::DataError>(
+      [&] { be->attention_cached(out.view(), qkv.view(), kc.view(), vc.view(), start.view(), p); });
+  EXPECT_TRUE(contains(msg, "attention_cached") && contains(msg, "cache of 8")) << msg;
+  Buffer wide = be->alloc(DType::f32, {2, KVH + 1, S, hd});
+  msg =
+      thrown<flowlm::Error>([&] { be->kv_cache_write(wide.view(), vc.view(), qkv.view(), start.view(), p); });
+  EXPECT_TRUE(contains(msg, "k_cache")) << msg;
 }
 
 TEST_P(Backends, AdamwTwoStepsByHand) {
