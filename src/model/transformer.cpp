@@ -160,26 +160,28 @@ const float* Transformer::param(const std::string& hf_name) const {
 }
 
 void Transformer::init_random(std::uint64_t seed) {
+  // One tensor at a time through host memory: the peak is the largest tensor, not a second model.
   const double proj_std = 0.02 / std::sqrt(2.0 * static_cast<double>(cfg_.n_layer));
-  std::vector<float> host(static_cast<std::size_t>(num_params_));
-  for (const auto& p : table_) {
-    float* x = host.data() + p.offset;
+  std::vector<float> host;
+  for (std::size_t t = 0; t < table_.size(); ++t) {
+    const auto& p = table_[t];
+    host.resize(static_cast<std::size_t>(p.numel));
     switch (p.init) {
       case Init::ones:
-        std::fill(x, x + p.numel, 1.0f);
+        std::fill(host.begin(), host.end(), 1.0f);
         break;
       case Init::zeros:
-        std::fill(x, x + p.numel, 0.0f);
+        std::fill(host.begin(), host.end(), 0.0f);
         break;
       case Init::normal:
       case Init::normal_scaled: {
         std::uint64_t s = seed ^ fnv1a(p.name);
-        fill_normal(x, p.numel, p.init == Init::normal_scaled ? proj_std : 0.02, splitmix64(s));
+        fill_normal(host.data(), p.numel, p.init == Init::normal_scaled ? proj_std : 0.02, splitmix64(s));
         break;
       }
     }
+    backend_->copy_in(pview(static_cast<index_t>(t), {p.numel}), host.data(), host.size() * sizeof(float));
   }
-  backend_->copy_in(params_.view(), host.data(), host.size() * sizeof(float));
 }
 
 // ---- LoRA -------------------------------------------------------------------------------
