@@ -19,7 +19,7 @@ namespace flowlm::config {
 namespace {
 
 template <class>
-inline constexpr bool kAlwaysFalse = false;
+[[maybe_unused]] inline constexpr bool kAlwaysFalse = false;  // for static_assert in if constexpr
 
 // ---- formatting ------------------------------------------------------------------------
 
@@ -453,11 +453,18 @@ std::string apply_override(toml::table& root, const Schema& s, const std::string
                           std::holds_alternative<std::vector<std::string>*>(f->ptr);
   if (value && wants_text && !value->is_string() && !value->is_array()) value = nullptr;
 
+  if (!value) {
+    // The text itself, as a TOML string: the parser checks it is UTF-8 like a job file, so that
+    // to_toml() of the result (e.g. a checkpoint's config_toml) parses again.
+    try {
+      parsed = toml::parse("v = " + quote(rhs));
+    } catch (const toml::parse_error& e) {
+      fail<ConfigError>("--set {}: the value is not valid text ({})", key, e.description());
+    }
+    value = parsed.get("v");
+  }
   toml::table& section = ensure_section(root, f->section);
-  if (!value)
-    section.insert_or_assign(f->key, rhs);
-  else
-    value->visit([&](const auto& v) { section.insert_or_assign(f->key, v); });
+  value->visit([&](const auto& v) { section.insert_or_assign(f->key, v); });
   return key;
 }
 

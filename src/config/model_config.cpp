@@ -23,6 +23,24 @@ void check_choice(const char* key, const std::string& value, std::initializer_li
   fail<ConfigError>("model.{} = \"{}\" is not one of: {}", key, value, list);
 }
 
+/// The kMaxModel* bounds, before any arithmetic on the sizes (a checkpoint's /model attributes
+/// reach resolve_model without the job schema's range checks).
+void check_size_limits(const ModelConfig& c) {
+  const std::pair<const char*, std::pair<std::int64_t, std::int64_t>> sizes[] = {
+      {"n_layer", {c.n_layer, kMaxModelLayers}},
+      {"n_head", {c.n_head, kMaxModelHeads}},
+      {"n_kv_head", {c.n_kv_head, kMaxModelHeads}},
+      {"head_dim", {c.head_dim, kMaxModelWidth}},
+      {"n_embd", {c.n_embd, kMaxModelWidth}},
+      {"n_ff", {c.n_ff, kMaxModelFF}},
+      {"vocab_size", {c.vocab_size, kMaxModelVocab}},
+      {"block_size", {c.block_size, kMaxModelBlock}},
+      {"sliding_window", {c.sliding_window, kMaxModelBlock}}};
+  for (const auto& [key, vm] : sizes)
+    if (vm.first > vm.second)
+      fail<ConfigError>("model.{} = {} is too large (at most {})", key, vm.first, vm.second);
+}
+
 bool gpt2_names(const ModelConfig& c) { return c.arch == "gpt2"; }
 bool gated(const ModelConfig& c) { return c.mlp != "gelu"; }
 
@@ -94,6 +112,7 @@ ModelConfig with_family_defaults(ModelConfig cfg, const std::vector<std::string>
 }
 
 ModelConfig resolve_model(ModelConfig c) {
+  check_size_limits(c);
   if (c.n_head >= 1) {
     if (c.n_kv_head == 0) c.n_kv_head = c.n_head;
     if (c.head_dim == 0 && c.n_embd % c.n_head != 0)
@@ -122,6 +141,7 @@ ModelConfig resolve_model(ModelConfig c) {
 
 void validate_model(const ModelConfig& c) {
   check_choice("arch", c.arch, {"gpt2", "llama", "gemma2"});
+  check_size_limits(c);
   const std::pair<const char*, std::int64_t> sizes[] = {
       {"n_layer", c.n_layer},       {"n_head", c.n_head},        {"n_kv_head", c.n_kv_head},
       {"head_dim", c.head_dim},     {"n_embd", c.n_embd},        {"n_ff", c.n_ff},

@@ -46,6 +46,15 @@ struct ModelConfig {
   bool same_architecture(const ModelConfig& o) const;
 };
 
+/// \brief Upper bounds of the size fields: far above any real model, low enough that the shape
+/// arithmetic (n_ff = 4 n_embd, n_head * head_dim, vocab_size * n_embd, ...) cannot overflow int64.
+constexpr std::int64_t kMaxModelLayers = std::int64_t{1} << 16;  ///< n_layer
+constexpr std::int64_t kMaxModelHeads = std::int64_t{1} << 16;   ///< n_head, n_kv_head
+constexpr std::int64_t kMaxModelWidth = std::int64_t{1} << 20;   ///< n_embd, head_dim
+constexpr std::int64_t kMaxModelFF = std::int64_t{1} << 24;      ///< n_ff
+constexpr std::int64_t kMaxModelVocab = INT32_MAX;               ///< vocab_size (token ids are int32)
+constexpr std::int64_t kMaxModelBlock = std::int64_t{1} << 24;   ///< block_size, sliding_window
+
 /// \brief The architectures with a tensor table: "gpt2", "llama", "gemma2".
 const std::vector<std::string>& model_archs();
 
@@ -59,7 +68,8 @@ ModelConfig resolve_model(ModelConfig cfg);
 
 /// \brief Throws ConfigError naming the field (as model.<field>) and its value when the config is
 /// not a model flowlm can build: sizes positive, n_head a multiple of n_kv_head, choices known,
-/// learned positions only with gpt2 names, gated MLPs and post-norms only with llama/gemma2 names.
+/// learned positions only with gpt2 names, gated MLPs and post-norms only with llama/gemma2 names,
+/// sizes within the kMaxModel* bounds.
 void validate_model(const ModelConfig& cfg);
 
 }  // namespace flowlm::config

@@ -58,18 +58,19 @@ void describe(ModelConfig& c, Schema& s) {
           "Model family: its tensor names and the defaults of the keys below that the job does not set "
           "(llama also covers Llama 2/3, Mistral and, with biases = 'qkv', Qwen2).",
           one_of({"gpt2", "llama", "gemma2"}));
-  s.field("n_layer", c.n_layer, "Number of transformer blocks.", ge(1));
-  s.field("n_head", c.n_head, "Attention (query) heads per block.", ge(1));
+  s.field("n_layer", c.n_layer, "Number of transformer blocks.", ge(1).le(kMaxModelLayers));
+  s.field("n_head", c.n_head, "Attention (query) heads per block.", ge(1).le(kMaxModelHeads));
   s.field("n_kv_head", c.n_kv_head, "Key/value heads (grouped-query attention; divides n_head); 0 = n_head.",
-          ge(0));
-  s.field("head_dim", c.head_dim, "Channels per head; 0 = n_embd / n_head.", ge(0));
-  s.field("n_embd", c.n_embd, "Embedding (residual stream) width.", ge(1));
+          ge(0).le(kMaxModelHeads));
+  s.field("head_dim", c.head_dim, "Channels per head; 0 = n_embd / n_head.", ge(0).le(kMaxModelWidth));
+  s.field("n_embd", c.n_embd, "Embedding (residual stream) width.", ge(1).le(kMaxModelWidth));
   s.field("n_ff", c.n_ff,
-          "MLP hidden width; 0 = 4 n_embd (gpt2, gemma2) or 8/3 n_embd rounded up to 256 (llama).", ge(0));
+          "MLP hidden width; 0 = 4 n_embd (gpt2, gemma2) or 8/3 n_embd rounded up to 256 (llama).",
+          ge(0).le(kMaxModelFF));
   s.field("vocab_size", c.vocab_size, "Rows of the token embedding (may be padded above data.vocab_size).",
-          ge(1));
+          ge(1).le(kMaxModelVocab));
   s.field("block_size", c.block_size, "Maximum sequence length (rows of a learned position embedding).",
-          ge(1));
+          ge(1).le(kMaxModelBlock));
   s.field("norm", c.norm, "Normalisation: layernorm, rmsnorm, or rmsnorm_plus_one (x * (1 + w), Gemma).",
           one_of({"layernorm", "rmsnorm", "rmsnorm_plus_one"}));
   s.field("norm_eps", c.norm_eps, "Epsilon of every norm.", gt(0));
@@ -87,7 +88,7 @@ void describe(ModelConfig& c, Schema& s) {
           ge(0));
   s.field("final_softcap", c.final_softcap, "Output logit soft-cap; 0 = none.", ge(0));
   s.field("sliding_window", c.sliding_window, "Sliding-window attention span in tokens; 0 = full causal.",
-          ge(0));
+          ge(0).le(kMaxModelBlock));
   s.field("sliding_window_layers", c.sliding_window_layers,
           "Layers with the window: all (Mistral) or alternate (even layers, Gemma-2).",
           one_of({"all", "alternate"}));

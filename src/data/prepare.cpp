@@ -318,7 +318,9 @@ PrepareSummary prepare_text_shards(const PrepareOptions& opts, const comm::Commu
   });
 
   // Each rank tokenizes its block of files, into the shards (one rank) or scratch files.
-  const auto [first, last] = file_block(sizes, world.rank(), world.size());
+  // Not a structured binding: the lambdas below capture them (C++17 cannot capture bindings).
+  const auto block = file_block(sizes, world.rank(), world.size());
+  const std::size_t first = block.first, last = block.second;
   std::int64_t my_bytes = 0;
   for (std::size_t i = first; i < last; ++i) my_bytes += sizes[i];
   const Framing fr = framing_of(*tok);
@@ -511,7 +513,8 @@ JsonlPrepareSummary prepare_jsonl_sample_sets(const JsonlPrepareOptions& opts,
   });
 
   const auto n = static_cast<std::int64_t>(all.size());
-  const auto [first, count] = rank_block(n, world.rank(), world.size());
+  const auto mine_block = rank_block(n, world.rank(), world.size());  // captured below: no structured binding
+  const std::int64_t first = mine_block.first, count = mine_block.second;
   const Framing fr = framing_of(*tok);
   std::vector<LocalSample> mine(static_cast<std::size_t>(count));
   on_all_ranks(world, [&] {

@@ -203,10 +203,18 @@ SampleSetInfo read_sample_set_info(const fs::path& path) {
   info.block_size = f.read_attr_int("block_size");
   info.tokenizer = f.read_attr_string("tokenizer");
   info.fingerprint = f.read_attr_string("fingerprint");
-  for (const char* d : {"tokens", "offsets", "answer_start"})
+  if (info.n_samples < 0)
+    fail<IoError>("{}: attribute n_samples = {} is negative", path.string(), info.n_samples);
+  for (const char* d : {"tokens", "offsets", "answer_start"}) {
     if (!f.is_dataset(d)) fail<IoError>("{}: dataset '{}' is missing", path.string(), d);
+    // Readers take rows of these as flat integer arrays: another rank or type is a foreign file.
+    const auto di = f.dataset_info(d);
+    if (di.shape.size() != 1 || !h5::dtype_is_int(di.dtype))
+      fail<IoError>("{}: dataset '{}' is {} {}, expected a one-dimensional integer dataset", path.string(), d,
+                    h5::dtype_name(di.dtype), shape_str(di.shape));
+  }
   const auto off = f.dataset_info("offsets"), ans = f.dataset_info("answer_start");
-  if (off.shape != Shape{info.n_samples + 1} || ans.shape != Shape{info.n_samples})
+  if (off.shape[0] - 1 != info.n_samples || ans.shape[0] != info.n_samples)
     fail<IoError>("{}: offsets {} / answer_start {} do not match n_samples = {}", path.string(),
                   shape_str(off.shape), shape_str(ans.shape), info.n_samples);
   return info;
@@ -214,10 +222,12 @@ SampleSetInfo read_sample_set_info(const fs::path& path) {
 
 SampleSet read_sample_set(const fs::path& path, std::int64_t first, std::int64_t count) {
   const SampleSetInfo info = read_sample_set_info(path);
-  if (count < 0) count = info.n_samples - first;
-  if (first < 0 || count < 0 || first + count > info.n_samples)
-    fail<DataError>("{}: samples [{}, {}) are out of range (the set has {})", path.string(), first,
-                    first + count, info.n_samples);
+  // Compared without forming first + count, which a caller's values may overflow.
+  const std::int64_t n = info.n_samples;
+  if (first >= 0 && first <= n && count < 0) count = n - first;
+  if (first < 0 || first > n || count < 0 || count > n - first)
+    fail<DataError>("{}: {} samples from sample {} are out of range (the set has {})", path.string(), count,
+                    first, n);
   const h5::File f = h5::File::open(path);
   SampleSet s;
   s.vocab_size = info.vocab_size;
@@ -232,7 +242,8 @@ SampleSet read_sample_set(const fs::path& path, std::int64_t first, std::int64_t
   if (count > 0) f.open_dataset("answer_start").read_rows(first, count, s.answer_start.data());
   const auto tokens = f.open_dataset("tokens");
   for (std::int64_t i = 0; i < count; ++i)
-    if (off[i + 1] <= off[i] + 1 || off[i + 1] > tokens.numel())
+    if (off[i] < 0 || off[i + 1] < 0 || off[i] > tokens.numel() || off[i + 1] > tokens.numel() ||
+        off[i + 1] - off[i] < 2)
       fail<DataError>("{}: dataset 'offsets' is invalid at sample {} ({} -> {}, {} tokens in the file)",
                       path.string(), first + i, off[i], off[i + 1], tokens.numel());
   const std::int64_t t0 = off.front(), nt = off.back() - off.front();

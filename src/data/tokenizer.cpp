@@ -9,6 +9,7 @@
 
 #include "core/error.hpp"
 #include "data/tokenizer_impl.hpp"
+#include "io/json_text.hpp"
 
 namespace flowlm::data {
 namespace fs = std::filesystem;
@@ -161,14 +162,14 @@ SpecialTokenConfig::Field token_field(const nlohmann::json& j, const char* key, 
   if (it->is_object() && it->contains("content") && (*it)["content"].is_string())
     return {true, (*it)["content"].get<std::string>()};
   fail<ConfigError>("{}: {} must be a string or an object with a string \"content\", got {}", file.string(),
-                    key, it->dump());
+                    key, io::json_brief(*it));
 }
 
 std::optional<bool> bool_field(const nlohmann::json& j, const char* key, const fs::path& file) {
   const auto it = j.find(key);
   if (it == j.end() || it->is_null()) return std::nullopt;
   if (!it->is_boolean())
-    fail<ConfigError>("{}: {} must be true or false, got {}", file.string(), key, it->dump());
+    fail<ConfigError>("{}: {} must be true or false, got {}", file.string(), key, io::json_brief(*it));
   return it->get<bool>();
 }
 

@@ -18,6 +18,7 @@
 #include "core/error.hpp"
 #include "data/tokenizer_impl.hpp"
 #include "data/unicode_regex.hpp"
+#include "io/json_text.hpp"
 
 namespace flowlm::data::detail {
 namespace fs = std::filesystem;
@@ -25,6 +26,7 @@ namespace fs = std::filesystem;
 namespace {
 
 using json = nlohmann::json;
+using io::json_brief;
 
 // ---- JSON access: every message names the file and the key ------------------------------
 
@@ -44,7 +46,7 @@ const json& member(const Where& w, const json& obj, const std::string& path, con
 
 std::string get_string(const Where& w, const json& obj, const std::string& path, const char* key) {
   const json& v = member(w, obj, path, key);
-  if (!v.is_string()) w.bad(path + "." + key, fmt::format("must be a string, got {}", v.dump()));
+  if (!v.is_string()) w.bad(path + "." + key, fmt::format("must be a string, got {}", json_brief(v)));
   return v.get<std::string>();
 }
 
@@ -52,14 +54,16 @@ std::optional<std::string> get_opt_string(const Where& w, const json& obj, const
                                           const char* key) {
   const auto it = obj.find(key);
   if (it == obj.end() || it->is_null()) return std::nullopt;
-  if (!it->is_string()) w.bad(path + "." + key, fmt::format("must be a string or null, got {}", it->dump()));
+  if (!it->is_string())
+    w.bad(path + "." + key, fmt::format("must be a string or null, got {}", json_brief(*it)));
   return it->get<std::string>();
 }
 
 bool get_bool(const Where& w, const json& obj, const std::string& path, const char* key, bool dflt) {
   const auto it = obj.find(key);
   if (it == obj.end() || it->is_null()) return dflt;
-  if (!it->is_boolean()) w.bad(path + "." + key, fmt::format("must be true or false, got {}", it->dump()));
+  if (!it->is_boolean())
+    w.bad(path + "." + key, fmt::format("must be true or false, got {}", json_brief(*it)));
   return it->get<bool>();
 }
 
@@ -68,7 +72,7 @@ std::int64_t get_int(const Where& w, const json& obj, const std::string& path, c
   const auto it = obj.find(key);
   if (it == obj.end() || it->is_null()) return dflt;
   if (!it->is_number_integer())
-    w.bad(path + "." + key, fmt::format("must be an integer, got {}", it->dump()));
+    w.bad(path + "." + key, fmt::format("must be an integer, got {}", json_brief(*it)));
   return it->get<std::int64_t>();
 }
 
@@ -165,7 +169,7 @@ class Pattern {
       literal_ = get_string(w, p, pp, "String");
       if (literal_.empty()) w.bad(pp + ".String", "must not be empty");
     } else {
-      w.bad(pp, fmt::format("must be {{\"String\": ...}} or {{\"Regex\": ...}}, got {}", p.dump()));
+      w.bad(pp, fmt::format("must be {{\"String\": ...}} or {{\"Regex\": ...}}, got {}", json_brief(p)));
     }
   }
   /// f(start, end) for each match, left to right, without overlaps.
@@ -585,7 +589,7 @@ class BpeModel {
         !(m["dropout"].is_number() && m["dropout"].get<double>() == 0.0))
       w.bad(path + ".dropout",
             fmt::format("= {}: BPE dropout is not supported (tokenization would be random)",
-                        m["dropout"].dump()));
+                        json_brief(m["dropout"])));
     for (const char* k : {"continuing_subword_prefix", "end_of_word_suffix"})
       if (const auto v = get_opt_string(w, m, path, k); v && !v->empty())
         w.bad(path + "." + k, fmt::format("= \"{}\" is not supported by flowlm", *v));
@@ -600,14 +604,14 @@ class BpeModel {
       if (!it.value().is_number_integer() || it.value().get<std::int64_t>() < 0 ||
           it.value().get<std::int64_t>() > 0x7FFFFFFF)
         w.bad(fmt::format("{}.vocab[\"{}\"]", path, it.key()),
-              fmt::format("must be a non-negative integer id, got {}", it.value().dump()));
+              fmt::format("must be a non-negative integer id, got {}", json_brief(it.value())));
       const auto id = static_cast<TokenId>(it.value().get<std::int64_t>());
       vocab_[it.key()] = id;
-      if (static_cast<std::size_t>(id) >= tokens_.size()) tokens_.resize(static_cast<std::size_t>(id) + 1);
-      tokens_[static_cast<std::size_t>(id)] = it.key();
+      // Ids may leave gaps (a hostile file: one id of 2^31 - 1), so id -> token is a map, sized by
+      // the entries rather than by the largest id.
+      id_to_token_[id] = it.key();
+      size_ = std::max<index_t>(size_, index_t{id} + 1);
     }
-    present_.assign(tokens_.size(), false);
-    for (const auto& [tok, id] : vocab_) present_[static_cast<std::size_t>(id)] = true;
 
     // The units words are made of: raw bytes (byte-level) or characters.
     std::string raw;
@@ -653,7 +657,7 @@ class BpeModel {
         a = mj[0].get<std::string>();
         b = mj[1].get<std::string>();
       } else {
-        w.bad(key, fmt::format("must be \"a b\" or [\"a\", \"b\"], got {}", mj.dump()));
+        w.bad(key, fmt::format("must be \"a b\" or [\"a\", \"b\"], got {}", json_brief(mj)));
       }
       const auto ia = vocab_.find(a), ib = vocab_.find(b), iab = vocab_.find(a + b);
       for (const auto& [it, s] : {std::pair{ia, a}, std::pair{ib, b}, std::pair{iab, a + b}})
@@ -662,11 +666,9 @@ class BpeModel {
     }
   }
 
-  index_t size() const { return static_cast<index_t>(tokens_.size()); }
-  bool has(TokenId id) const {
-    return id >= 0 && static_cast<std::size_t>(id) < tokens_.size() && present_[id];
-  }
-  const std::string& token(TokenId id) const { return tokens_[static_cast<std::size_t>(id)]; }
+  index_t size() const { return size_; }
+  bool has(TokenId id) const { return id_to_token_.count(id) != 0; }
+  const std::string& token(TokenId id) const { return id_to_token_.at(id); }
   std::optional<TokenId> find(const std::string& token) const {
     const auto it = vocab_.find(token);
     return it == vocab_.end() ? std::nullopt : std::optional<TokenId>(it->second);
@@ -817,8 +819,8 @@ class BpeModel {
   std::unordered_map<std::string, TokenId> unit_vocab_;  // byte-level: raw bytes -> id
   std::unordered_map<char32_t, TokenId> char_id_;        // single-character tokens
   std::array<TokenId, 256> byte_id_{}, fallback_id_{};
-  std::vector<std::string> tokens_;  // id -> token string
-  std::vector<bool> present_;
+  std::unordered_map<TokenId, std::string> id_to_token_;
+  index_t size_ = 0;  // one more than the largest id
   std::optional<TokenId> unk_id_;
   std::unordered_map<std::uint64_t, std::pair<std::int32_t, TokenId>> merges_;  // (a, b) -> (rank, a+b)
   // Scratch space and the word cache: encode is not thread-safe.
@@ -1263,9 +1265,21 @@ class HfTokenizer final : public Tokenizer {
   }
 
   std::optional<TokenId> require_token(const json& name, const Where& w, const std::string& path) const {
-    if (!name.is_string()) w.bad(path, fmt::format("must be a token string, got {}", name.dump()));
+    if (!name.is_string()) w.bad(path, fmt::format("must be a token string, got {}", json_brief(name)));
     const auto id = lookup(name.get<std::string>());
     if (!id) w.bad(path, fmt::format("= \"{}\" is not a token of this tokenizer", name.get<std::string>()));
+    return id;
+  }
+
+  /// A post-processor's token id: it must name a token of this tokenizer (added or in the model's
+  /// vocabulary), or encode(text, true) would hand the model an id outside the vocabulary.
+  TokenId special_id(const Where& w, const json& x, const std::string& key) const {
+    if (!x.is_number_integer() || x.get<std::int64_t>() < 0 || x.get<std::int64_t>() > 0x7FFFFFFF)
+      w.bad(key, fmt::format("must hold token ids, got {}", json_brief(x)));
+    const auto id = static_cast<TokenId>(x.get<std::int64_t>());
+    if (added_by_id_.count(id) == 0 && !model_->has(id))
+      w.bad(key,
+            fmt::format("holds {}, which is not a token of this tokenizer (vocab_size {})", id, vocab_size_));
     return id;
   }
 
@@ -1288,8 +1302,8 @@ class HfTokenizer final : public Tokenizer {
       for (const char* k : {"cls", "sep"}) {
         const json& v = member(w, j, path, k);
         if (!v.is_array() || v.size() != 2 || !v[1].is_number_integer())
-          w.bad(path + "." + k, fmt::format("must be [token, id], got {}", v.dump()));
-        (std::string(k) == "cls" ? f.prefix : f.suffix).push_back(v[1].get<TokenId>());
+          w.bad(path + "." + k, fmt::format("must be [token, id], got {}", json_brief(v)));
+        (std::string(k) == "cls" ? f.prefix : f.suffix).push_back(special_id(w, v[1], path + "." + k));
       }
       return f;
     }
@@ -1312,14 +1326,11 @@ class HfTokenizer final : public Tokenizer {
         const json& st = member(w, specials, path + ".special_tokens", id.c_str());
         const json& ids = member(w, st, path + ".special_tokens." + id, "ids");
         if (!ids.is_array()) w.bad(path + ".special_tokens." + id + ".ids", "must be a list of ids");
-        for (const auto& x : ids) {
-          if (!x.is_number_integer() || x.get<std::int64_t>() < 0)
-            w.bad(path + ".special_tokens." + id + ".ids", fmt::format("must hold ids, got {}", x.dump()));
-          (seen_a ? f.suffix : f.prefix).push_back(x.get<TokenId>());
-        }
+        for (const auto& x : ids)
+          (seen_a ? f.suffix : f.prefix).push_back(special_id(w, x, path + ".special_tokens." + id + ".ids"));
       } else {
-        w.bad(p,
-              fmt::format("must be {{\"Sequence\": ...}} or {{\"SpecialToken\": ...}}, got {}", item.dump()));
+        w.bad(p, fmt::format("must be {{\"Sequence\": ...}} or {{\"SpecialToken\": ...}}, got {}",
+                             json_brief(item)));
       }
     }
     if (!seen_a) w.bad(path + ".single", "has no $A");

@@ -156,8 +156,8 @@ void write_meta(h5::File& f, const CheckpointMeta& m) {
   f.write_attr("created_by", fmt::format("flowlm {} ({})", FLOWLM_VERSION, FLOWLM_GIT_DESCRIBE));
   for (const auto& [k, v] : m.extra) f.write_attr(k, v);
   f.create_group("/model");
-  for (const auto& [k, v] : m.model_attrs)
-    std::visit([&](const auto& x) { f.write_attr(k, x, "/model"); }, v);
+  for (const auto& kv : m.model_attrs)  // C++17 lambdas cannot capture structured bindings
+    std::visit([&](const auto& x) { f.write_attr(kv.first, x, "/model"); }, kv.second);
   f.create_group("/optim");
 }
 

@@ -19,6 +19,7 @@
 #include <system_error>
 
 #include "core/error.hpp"
+#include "io/json_text.hpp"
 
 namespace flowlm::io {
 namespace fs = std::filesystem;
@@ -142,14 +143,16 @@ SafetensorsFile::SafetensorsFile(const fs::path& path) : path_(path) {
     const std::size_t esize = element_size(e.dtype);
     if (esize == 0) bad(fmt::format("tensor '{}': unknown dtype '{}'", name, e.dtype));
     if (!v.contains("shape") || !v["shape"].is_array()) bad(fmt::format("tensor '{}': no shape array", name));
+    // numel as shape_numel() forms it: the running product in int64, which must not overflow.
     std::uint64_t numel = 1;
+    constexpr auto kMax = static_cast<std::uint64_t>(std::numeric_limits<index_t>::max());
     for (const auto& d : v["shape"]) {
       if (!d.is_number_unsigned())
         bad(fmt::format("tensor '{}': shape {} has a non-integer or negative dimension", name,
-                        v["shape"].dump()));
+                        json_brief(v["shape"])));
       const auto dim = d.get<std::uint64_t>();
-      if (dim != 0 && numel > std::numeric_limits<std::uint64_t>::max() / dim)
-        bad(fmt::format("tensor '{}': shape {} overflows", name, v["shape"].dump()));
+      if (dim > kMax || (dim != 0 && numel > kMax / dim))
+        bad(fmt::format("tensor '{}': shape {} overflows", name, json_brief(v["shape"])));
       numel *= dim;
       e.shape.push_back(static_cast<index_t>(dim));
     }
@@ -202,6 +205,7 @@ void SafetensorsFile::read_f32(const std::string& name, const Shape& expected, f
                   shape_str(expected));
   const unsigned char* src = map_ + data_start_ + e->begin;
   const auto n = static_cast<std::size_t>(shape_numel(e->shape));
+  if (n == 0) return;  // an empty tensor: `out` may be null (memcpy must not see it)
   if (e->dtype == "F32") {
     std::memcpy(out, src, n * sizeof(float));
   } else if (e->dtype == "BF16" || e->dtype == "F16") {

@@ -11,6 +11,7 @@
 #include "core/error.hpp"
 #include "core/log.hpp"
 #include "io/checkpoint.hpp"
+#include "io/json_text.hpp"
 #include "model/checkpoint.hpp"
 #include "model/tensors.hpp"
 
@@ -67,7 +68,7 @@ class Keys {
     if (!given(key)) return;
     for (const auto& a : allowed)
       if (j_[key] == a) return;
-    fail<ConfigError>("{}: {} = {} is not supported: {}", file_, key, j_[key].dump(), why);
+    fail<ConfigError>("{}: {} = {} is not supported: {}", file_, key, io::json_brief(j_[key]), why);
   }
   /// Keys with no effect on the forward pass in flowlm (dropout rates, token ids, caching).
   void ignore(std::initializer_list<const char*> keys) {
@@ -88,7 +89,7 @@ class Keys {
     return *fallback;
   }
   [[noreturn]] void bad(const std::string& key, const char* want) {
-    fail<ConfigError>("{}: {} = {} is not {}", file_, key, j_[key].dump(), want);
+    fail<ConfigError>("{}: {} = {} is not {}", file_, key, io::json_brief(j_[key]), want);
   }
   const json& j_;
   std::string file_;
@@ -211,8 +212,8 @@ HfConfig config_from_hf(const json& j, const std::string& file) {
   Keys k(j, file);
   const json arch = j.contains("architectures") ? j["architectures"] : json();
   if (!arch.is_array() || arch.size() != 1 || !arch[0].is_string())
-    fail<ConfigError>("{}: architectures = {} must list one architecture, one of: {}", file, arch.dump(),
-                      fmt::join(hf_architectures(), ", "));
+    fail<ConfigError>("{}: architectures = {} must list one architecture, one of: {}", file,
+                      io::json_brief(arch), fmt::join(hf_architectures(), ", "));
   HfConfig out;
   out.architecture = arch[0].get<std::string>();
   ignore_common(k);
@@ -227,8 +228,8 @@ HfConfig config_from_hf(const json& j, const std::string& file) {
     fail<ConfigError>("{}: architectures = [\"{}\"] is not supported; flowlm imports {}", file,
                       out.architecture, fmt::join(hf_architectures(), ", "));
   for (const auto& key : k.unused())
-    out.notes.push_back(
-        fmt::format("{}: key '{}' = {} has no meaning in flowlm; ignored", file, key, j[key].dump()));
+    out.notes.push_back(fmt::format("{}: key '{}' = {} has no meaning in flowlm; ignored", file, key,
+                                    io::json_brief(j[key])));
   try {
     out.cfg = config::resolve_model(out.cfg);
   } catch (const ConfigError& e) {

@@ -133,6 +133,7 @@ std::unique_ptr<BatchSource> make_batch_source(const config::JobConfig& job,
   FlowWeights weights;
   if (ft.method == "flow") {
     const Scores scores = read_scores(ft.scores, ft.train_set);
+    check_scores_match(scores, set, ft.scores, ft.train_set);
     weights = resolve_flow_weights(scores, job.flow, ft.scores);
     std::string taus;
     if (weights.tau_sample > 0) taus += fmt::format(", sample tau {:.4f}", weights.tau_sample);

@@ -262,15 +262,42 @@ Scores read_scores(const fs::path& scores, const fs::path& sample_set) {
   if (static_cast<std::int64_t>(s.n_tokens.size()) != n)
     fail<DataError>("{}: dataset n_tokens has {} rows, expected n_samples = {}", scores.string(),
                     s.n_tokens.size(), n);
+  for (std::size_t i = 0; i < s.n_tokens.size(); ++i)
+    if (s.n_tokens[i] < 0)
+      fail<DataError>("{}: n_tokens[{}] = {} is negative", scores.string(), i, s.n_tokens[i]);
   if (f.is_dataset("token_loss")) {
     s.token_loss = f.read_dataset<float>("token_loss");
+    const auto rows = static_cast<std::int64_t>(s.token_loss.size());
     std::int64_t total = 0;
-    for (const auto k : s.n_tokens) total += k;
-    if (static_cast<std::int64_t>(s.token_loss.size()) != total)
-      fail<DataError>("{}: dataset token_loss has {} rows, but n_tokens sums to {}", scores.string(),
-                      s.token_loss.size(), total);
+    for (const auto k : s.n_tokens) {
+      if (k > rows - total)  // the sum no longer fits the dataset (and cannot overflow)
+        fail<DataError>("{}: n_tokens sums to more than the {} rows of dataset token_loss", scores.string(),
+                        rows);
+      total += k;
+    }
+    if (rows != total)
+      fail<DataError>("{}: dataset token_loss has {} rows, but n_tokens sums to {}", scores.string(), rows,
+                      total);
+    for (std::size_t i = 0; i < s.token_loss.size(); ++i)
+      if (!std::isfinite(s.token_loss[i]) || s.token_loss[i] < 0)
+        fail<DataError>("{}: token_loss[{}] = {} is not a finite number >= 0", scores.string(), i,
+                        s.token_loss[i]);
   }
   return s;
+}
+
+void check_scores_match(const Scores& scores, const data::SampleSet& set, const std::string& scores_file,
+                        const std::string& set_file) {
+  if (set.first != 0 || static_cast<std::size_t>(set.size()) != scores.n_tokens.size())
+    fail<DataError>("{} scores {} samples but {} holds {}: rescore this sample set with `flowlm score`",
+                    scores_file, scores.n_tokens.size(), set_file, set.size());
+  for (index_t i = 0; i < set.size(); ++i)
+    if (scores.n_tokens[static_cast<std::size_t>(i)] != set.answer_tokens(i))
+      fail<DataError>(
+          "{}: sample {} has {} scored answer tokens but {} answer tokens in {}: the scores belong to "
+          "another "
+          "sample set; rescore it with `flowlm score`",
+          scores_file, i, scores.n_tokens[static_cast<std::size_t>(i)], set.answer_tokens(i), set_file);
 }
 
 FlowWeights resolve_flow_weights(const Scores& scores, const config::FlowConfig& flow,

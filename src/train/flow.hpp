@@ -19,6 +19,7 @@
 #include "comm/comm.hpp"
 #include "config/config.hpp"
 #include "core/types.hpp"
+#include "data/sampleset.hpp"
 
 namespace flowlm::train {
 
@@ -83,5 +84,10 @@ FlowWeights resolve_flow_weights(const Scores& scores, const config::FlowConfig&
 /// \brief Reads scores.h5 and checks it belongs to the sample set (count and fingerprint):
 /// DataError naming both files otherwise.
 Scores read_scores(const std::filesystem::path& scores, const std::filesystem::path& sample_set);
+/// \brief Checks that `scores` fits the whole sample set `set` sample by sample (the answer tokens
+/// the trainer weights): DataError naming both files otherwise. The fingerprint read_scores checks
+/// is only an attribute; this keeps a foreign or edited scores file from mis-weighting samples.
+void check_scores_match(const Scores& scores, const data::SampleSet& set, const std::string& scores_file,
+                        const std::string& set_file);
 
 }  // namespace flowlm::train
