@@ -155,6 +155,7 @@ struct EvalConfig {
   std::int64_t max_windows = 0;          // per token set: first N windows only; 0 = all
   std::int64_t seq_len = 0;              // token sets: window length; 0 = the checkpoint's block_size
   std::string tokenizer = "";            // tasks: "" = the checkpoint's, "byte", or a tokenizer path
+  bool add_bos = false;                  // tasks: every context after BOS (else end-of-text)
   std::int64_t num_fewshot = -1;         // tasks: -1 = each task's own num_fewshot
   std::int64_t fewshot_seed = -1;        // tasks: -1 = each task's own fewshot_seed
   std::vector<std::string> compare;      // two checkpoints (base, tuned): the forgetting table
@@ -169,6 +170,7 @@ struct GenerateConfig {
   std::string prompt_field = "prompt";   // JSONL: the field holding the prompt
   std::string prompt_template = "none";  // key "template": prepare's templates
   std::string tokenizer = "";            // "" = the checkpoint's, "byte", or a tokenizer path
+  bool add_bos = false;                  // every prompt after BOS (else end-of-text)
   std::int64_t max_new_tokens = 64;
   std::vector<std::string> until;  // stop strings (the end-of-text token always stops)
   double temperature = 0.0;        // 0 = greedy

@@ -238,6 +238,11 @@ void describe(EvalConfig& c, Schema& s) {
   s.field("tokenizer", c.tokenizer,
           "Tasks: the tokenizer; empty = the checkpoint's (recorded by import, or by the model it started "
           "from), else byte for a 256-token vocabulary; or byte, or a tokenizer file / model directory.");
+  s.field(
+      "add_bos", c.add_bos,
+      "Tasks: start every context with the BOS token, else the end-of-text token (lm-eval's add_bos_token): "
+      "for models trained on documents that follow an end-of-text token, as prepare frames them. Gemma "
+      "models always get their BOS.");
   s.field("num_fewshot", c.num_fewshot, "Tasks: few-shot examples per prompt; -1 = each task's num_fewshot.",
           ge(-1));
   s.field("fewshot_seed", c.fewshot_seed, "Tasks: seed of the few-shot draw; -1 = each task's fewshot_seed.",
@@ -261,6 +266,9 @@ void describe(GenerateConfig& c, Schema& s) {
           nonempty());
   s.field("tokenizer", c.tokenizer,
           "Empty = the checkpoint's (as eval.tokenizer), or byte, or a tokenizer file / model directory.");
+  s.field("add_bos", c.add_bos,
+          "Start every prompt with the BOS token, else the end-of-text token, unless the tokenizer adds its "
+          "own (as eval.add_bos).");
   s.field("max_new_tokens", c.max_new_tokens, "Most tokens generated per prompt.", ge(1));
   s.field("until", c.until,
           "Stop strings: the completion ends before the first one (end-of-text always stops).");

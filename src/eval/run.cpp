@@ -160,8 +160,18 @@ std::string cut_at_stops(std::string response, const std::vector<std::string>& u
   return response;
 }
 
-TextCodec::TextCodec(const data::Tokenizer& tok, bool add_special)
-    : tok_(tok), add_special_(add_special), prefix_(tok.bos() ? *tok.bos() : tok.eot()), eot_(tok.eot()) {}
+TextCodec::TextCodec(const data::Tokenizer& tok, bool add_special, bool add_bos)
+    : tok_(tok),
+      add_special_(add_special),
+      add_bos_(add_bos && !(add_special && !tok.special_prefix().empty())),
+      prefix_(tok.bos() ? *tok.bos() : tok.eot()),
+      eot_(tok.eot()) {}
+
+Tokens TextCodec::encode_context(const std::string& text) const {
+  Tokens t = encode(text);
+  if (add_bos_) t.insert(t.begin(), prefix_);
+  return t;
+}
 
 std::string TextCodec::text(const Tokens& tokens) const {
   std::string out = tok_.decode(tokens, true), clean;
@@ -173,8 +183,8 @@ TokenRequest TextCodec::encode_pair(const std::string& context, const std::strin
   const std::size_t cut = strip_span(context, false, true).second;
   const std::string ctx = context.substr(0, cut);
   const std::string cont = context.substr(cut) + continuation;
-  Tokens whole = encode(ctx + cont);
-  Tokens c = encode(ctx);
+  Tokens whole = encode_context(ctx + cont);
+  Tokens c = encode_context(ctx);
   const std::size_t n = std::min(c.size(), whole.size());
   return {std::move(c), Tokens(whole.begin() + static_cast<std::ptrdiff_t>(n), whole.end())};
 }
@@ -246,7 +256,7 @@ TaskResult run_task(Engine& engine, const TextCodec& codec, const Task& task, co
           s.file.string(), s.max_new_tokens, L);
     std::vector<Tokens> prompts(n);
     for (std::size_t i = 0; i < n; ++i) {
-      Tokens t = codec.encode(contexts[i]);
+      Tokens t = codec.encode_context(contexts[i]);
       if (static_cast<index_t>(t.size()) > room)
         t.erase(t.begin(), t.end() - room);  // keep the tail, as lm-eval
       if (t.empty()) t.push_back(codec.prefix());

@@ -37,11 +37,16 @@ struct TaskResult {
 /// \brief How texts become tokens for a model, as lm-eval's HF backend does: no special tokens
 /// except for Gemma (which adds its BOS), an empty context is the prefix token (BOS, else EOS),
 /// and a context's trailing whitespace moves to the continuation before context + continuation
-/// is encoded whole and split where the context's own tokens end.
+/// is encoded whole and split where the context's own tokens end. With `add_bos` every context
+/// starts with the prefix token (lm-eval's add_bos_token; for models trained on documents framed
+/// by an end-of-text token, as prepare frames them), unless the tokenizer adds its own BOS already.
 class TextCodec {
  public:
-  TextCodec(const data::Tokenizer& tok, bool add_special);
+  TextCodec(const data::Tokenizer& tok, bool add_special, bool add_bos = false);
+  /// \brief A text's tokens (a continuation or a document).
   Tokens encode(const std::string& text) const { return tok_.encode(text, add_special_); }
+  /// \brief A context's tokens: encode(), after the prefix token with add_bos.
+  Tokens encode_context(const std::string& text) const;
   /// \brief lm-eval's _encode_pair (with the empty-context rule of loglikelihood()).
   TokenRequest encode_pair(const std::string& context, const std::string& continuation) const;
   /// \brief Generated tokens as text: special tokens left out, bytes that are not UTF-8 as U+FFFD
@@ -53,7 +58,7 @@ class TextCodec {
 
  private:
   const data::Tokenizer& tok_;
-  bool add_special_;
+  bool add_special_, add_bos_;
   std::int32_t prefix_, eot_;
 };
 

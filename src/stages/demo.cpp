@@ -60,6 +60,7 @@ struct Plan {
   std::int64_t lawa_eval_samples = 100;               // per set and checkpoint (160 checkpoints)
   std::int64_t lawa_k = 5;
   std::int64_t small_steps = 300;  // Inheritune vs random init
+  std::int64_t task_items = 200;   // per benchmark task of the forgetting table
 };
 
 /// The console of a pipeline run: one line per step, redrawn in place with a bar, the
@@ -151,7 +152,7 @@ class Demo {
          fmt::format("Inheritune: inherit {} of {} blocks; same shape from random init", small_layers(),
                      p_.n_layer),
          [&] { inheritune(); });
-    step("eval", "evaluate every model on the held-out sets", [&] { evaluate_all(); });
+    step("eval", "evaluate every model on the held-out sets; the forgetting table", [&] { evaluate_all(); });
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     print_table(secs);
     plots();
@@ -166,6 +167,14 @@ class Demo {
     return run("finetune_" + method) / fmt::format("seed{}", seed) / io::checkpoint_name(p_.ft_steps);
   }
   std::int64_t small_layers() const { return std::max<std::int64_t>(1, p_.n_layer / 2); }
+  fs::path task_file(const std::string& task, const std::string& ext) const {
+    return data("task_" + task + ext);
+  }
+  static std::vector<std::string> all_tasks() {
+    std::vector<std::string> t = kOldTasks;
+    t.push_back(kNewTask);
+    return t;
+  }
 
   /// Runs one pipeline step with its log in <dir>/logs/<name>.log and a progress line.
   template <class F>
@@ -232,6 +241,16 @@ class Demo {
           heldout(kNewTask),
           data::synthetic_samples(kNewTask, p_.eval_samples, seed + 100, data::Split::heldout), tok,
           p_.block);
+      // The same held-out problems as benchmark tasks (generate, exact match), for the forgetting table.
+      for (const auto& t : all_tasks()) {
+        std::ofstream items(task_file(t, ".jsonl"));
+        for (const auto& pa : data::synthetic_samples(t, p_.task_items, seed + 100, data::Split::heldout))
+          items << nlohmann::json{{"context", pa.prompt}, {"target", pa.answer}}.dump() << '\n';
+        std::ofstream(task_file(t, ".toml"))
+            << "# The demo's held-out " << t << " problems, greedy decoding scored by exact match.\n"
+            << "name = \"" << t << "\"\nkind = \"generate\"\ndata = \"task_" << t
+            << ".jsonl\"\n[generation]\nmax_new_tokens = " << p_.block / 2 << "\n";
+      }
       // Like real fine-tuning sets, these mix the new task with problems the pretrained
       // model already solves (fresh old-task samples, one in four).
       for (const auto k : p_.ft_seeds)
@@ -337,13 +356,35 @@ class Demo {
       for (const auto seed : p_.ft_seeds) ckpts.push_back(finetuned(method, seed).string());
     ckpts.push_back((run("small_inherited") / io::checkpoint_name(p_.small_steps)).string());
     ckpts.push_back((run("small_random") / io::checkpoint_name(p_.small_steps)).string());
-    sub_run(0, 2);
+    sub_run(0, 4);
     eval_rows_ = eval("eval_models", ckpts, sets, p_.eval_samples);
     // LAWA vs raw along the run: the old tasks' held-out sets at every window end.
-    sub_run(1, 2);
+    sub_run(1, 4);
     std::vector<std::string> old_sets(sets.begin(), sets.end() - 1);
     eval_rows_lawa_ = eval("eval_lawa", {run("pretrain").string(), (run("lawa") / "*.h5").string()}, old_sets,
                            p_.lawa_eval_samples);
+    // The forgetting table: the benchmark tasks on the pretrained model vs each method's first
+    // fine-tuned model, paired over the tasks' problems.
+    std::vector<std::string> tasks;
+    for (const auto& t : all_tasks()) tasks.push_back(task_file(t, ".toml").string());
+    for (const std::string method : {"standard", "flow"}) {
+      sub_run(method == "standard" ? 2 : 3, 4);
+      nlohmann::json c =
+          std::vector<std::string>{pretrained_.string(), finetuned(method, p_.ft_seeds[0]).string()};
+      const std::string name = "forgetting_" + method;
+      const auto j =
+          job(name, fmt::format("[run]\ndir = '{}'\n\n[eval]\ncompare = {}\ntasks = {}\noutput = '{}'\n"
+                                "micro_batch = 64\nadd_bos = true\n",
+                                run(name).string(), c.dump(), nlohmann::json(tasks).dump(),
+                                (run(name) / "eval.jsonl").string()));
+      run_eval(StageContext{j, opt_.dir / "jobs" / (name + ".toml"), world_});
+      std::ifstream in(run(name) / "eval.jsonl");
+      for (std::string line; std::getline(in, line);) {
+        if (line.empty()) continue;
+        const auto row = nlohmann::json::parse(line);
+        if (row.value("kind", "") == "forgetting") forgetting_[method].push_back(row);
+      }
+    }
   }
 
   std::vector<nlohmann::json> eval(const std::string& name, const std::vector<std::string>& ckpts,
@@ -489,6 +530,23 @@ class Demo {
     std::ofstream(opt_.dir / "lawa_vs_raw.json") << lawa_json.dump(1) << '\n';
 
     t += fmt::format(
+        "Forgetting table (flowlm eval --compare; generate tasks, {} held-out problems each, exact match):\n",
+        p_.task_items);
+    t += fmt::format("  {:<10} {:>11} {:>22} {:>22}   (%, delta +- paired se)\n", "task", "pretrained",
+                     "standard FT (seed " + std::to_string(p_.ft_seeds[0]) + ")",
+                     "FLOW FT (seed " + std::to_string(p_.ft_seeds[0]) + ")");
+    for (std::size_t i = 0; i < forgetting_["standard"].size() && i < forgetting_["flow"].size(); ++i) {
+      const auto& a = forgetting_["standard"][i];
+      const auto& b = forgetting_["flow"][i];
+      auto cell = [](const nlohmann::json& r) {
+        return fmt::format("{:.1f} ({:+.1f} +- {:.1f})", 100 * r.value("tuned_value", 0.0),
+                           100 * r.value("delta", 0.0), 100 * r.value("delta_stderr", 0.0));
+      };
+      t += fmt::format("  {:<10} {:>11.1f} {:>22} {:>22}\n", a.at("task").get<std::string>(),
+                       100 * a.value("base_value", 0.0), cell(a), cell(b));
+    }
+    t += "\n";
+    t += fmt::format(
         "Inheritune: {} of {} blocks inherited vs the same shape from random init, {} steps each\n",
         small_layers(), p_.n_layer, p_.small_steps);
     t += fmt::format("  {:<14} {:>12} {:>14}\n", "init", "answer loss", "old-task acc");
@@ -507,7 +565,15 @@ class Demo {
                                     {"lawa_windows", rows},
                                     {"inherited_answer_loss", inh.old_loss()},
                                     {"random_answer_loss", rnd.old_loss()}};
-    std::ofstream(opt_.dir / "results.json") << summary.dump(1) << '\n';
+    nlohmann::json with_table = summary;
+    for (const auto& [method, table] : forgetting_)
+      for (const auto& r : table)
+        with_table["forgetting"][method].push_back({{"task", r.at("task")},
+                                                    {"base", r.at("base_value")},
+                                                    {"tuned", r.at("tuned_value")},
+                                                    {"delta", r.at("delta")},
+                                                    {"se", r.at("delta_stderr")}});
+    std::ofstream(opt_.dir / "results.json") << with_table.dump(1) << '\n';
     std::fflush(stdout);
   }
 
@@ -546,6 +612,7 @@ class Demo {
   int sub_run_ = 0, sub_runs_ = 1;
   fs::path pretrained_;
   std::vector<nlohmann::json> eval_rows_, eval_rows_lawa_;
+  std::map<std::string, std::vector<nlohmann::json>> forgetting_;  // by method: eval's "forgetting" rows
 };
 
 }  // namespace

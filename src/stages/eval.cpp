@@ -232,7 +232,7 @@ void run_eval(const StageContext& ctx) {
     if (!tasks.empty()) {
       const auto tok = eval::tokenizer_for(e.tokenizer, ck, gpt->config().vocab_size, "eval.tokenizer");
       // lm-eval's HF backend adds the BOS of Gemma models only.
-      const eval::TextCodec codec(*tok, gpt->config().arch == "gemma2");
+      const eval::TextCodec codec(*tok, gpt->config().arch == "gemma2", e.add_bos);
       eval::Engine engine(*gpt, e.micro_batch, ctx.world);
       log::info("{:<40} {:<24} {:<28} {:>10} {:>9} {:>6}", "checkpoint", "task", "metric", "value", "stderr",
                 "n");

@@ -80,7 +80,7 @@ void run_generate(const StageContext& ctx) {
   } catch (const ConfigError& e) {
     fail<ConfigError>("generate.template: {}", e.what());
   }
-  const eval::TextCodec codec(*tok, true);
+  const eval::TextCodec codec(*tok, true, g.add_bos);
   // As transformers' tokenizer(prompt) does: the tokenizer's own special tokens (Llama's BOS) included.
   std::vector<eval::Tokens> ids;
   std::int64_t cut = 0;
@@ -91,7 +91,7 @@ void run_generate(const StageContext& ctx) {
         "generate.max_new_tokens = {} leaves no room for a prompt in block_size {} (learned positions)",
         g.max_new_tokens, cfg.block_size);
   for (const auto& p : prompts) {
-    eval::Tokens t = tok->encode(data::apply_prompt_template(tmpl, p), true);
+    eval::Tokens t = codec.encode_context(data::apply_prompt_template(tmpl, p));
     if (t.empty()) t.push_back(tok->bos() ? *tok->bos() : tok->eot());
     if (static_cast<index_t>(t.size()) > room) {
       t.erase(t.begin(), t.end() - room);

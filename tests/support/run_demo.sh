@@ -14,7 +14,7 @@ else
 fi
 fail() { echo "run_demo: $*"; tail -40 "$dir/out.txt"; exit 1; }
 for want in "== flowlm demo" "standard FT" "FLOW FT" "FLOW - standard" "LAWA is lower at" "inherited" "random" \
-            "[8/8] evaluate"; do
+            "[8/8] evaluate" "Forgetting table"; do
   grep -qF -- "$want" "$dir/out.txt" || fail "output lacks '$want'"
 done
 # The console is short: a header, one line per step, the table, where the files are.
@@ -41,6 +41,11 @@ checks = {
         r["lawa_minus_raw_late"]["mean"] + 2 * r["lawa_minus_raw_late"]["se"] < 0,
     "Inheritune beats random init": r["inherited_answer_loss"] < r["random_answer_loss"],
 }
+# The forgetting table: every task for both methods, each with a paired standard error.
+table = r.get("forgetting", {})
+checks["the forgetting table covers every task for both methods"] = all(
+    sorted(x["task"] for x in table.get(m, [])) == ["add", "copy", "multiply", "reverse", "sort"] and
+    all(x["se"] is not None and x["se"] >= 0 for x in table[m]) for m in ("standard", "flow"))
 for name, ok in checks.items():
     print("run_demo: {}: {}".format(name, "ok" if ok else "FAILED"))
 sys.exit(0 if all(checks.values()) else 1)

@@ -219,6 +219,13 @@ TEST(TextCodec, TrailingWhitespaceMovesToTheContinuation) {
   EXPECT_EQ(std::string(r.continuation.begin(), r.continuation.end()), " yes");
   const auto e = codec.encode_pair("", "hi");
   EXPECT_EQ(e.context, (flowlm::eval::Tokens{0}));  // the prefix token: no BOS, so EOS
+  // add_bos: contexts start with the prefix token, continuations do not.
+  const flowlm::eval::TextCodec framed(tok, false, true);
+  const auto f = framed.encode_pair("Answer: ", "yes");
+  EXPECT_EQ(f.context, (flowlm::eval::Tokens{0, 'A', 'n', 's', 'w', 'e', 'r', ':'}));
+  EXPECT_EQ(std::string(f.continuation.begin(), f.continuation.end()), " yes");
+  EXPECT_EQ(framed.encode_context("x"), (flowlm::eval::Tokens{0, 'x'}));
+  EXPECT_EQ(framed.encode("x"), (flowlm::eval::Tokens{'x'}));
 }
 
 TEST(RollingWindows, CoverTheDocumentOnceInWindowsOfTheModelLength) {

@@ -492,6 +492,9 @@ const std::vector<OpCase>& op_cases() {
       matmul_case("matmul_linear_bias", {7, 6}, 9, WeightLayout::linear, true),
       matmul_case("matmul_linear_no_bias", {5, 8}, 13, WeightLayout::linear, false),
       matmul_case("matmul_lm_head_no_dinp", {6, 8}, 37, WeightLayout::linear, false, false),
+      // 13 rows: the host's few-row forwards in a group of 8 and one of 5, with partial column blocks.
+      matmul_case("matmul_linear_decode_rows", {13, 40}, 37, WeightLayout::linear, true),
+      matmul_case("matmul_conv1d_decode_rows", {13, 40}, 70, WeightLayout::conv1d, true),
       matmul_case("matmul_frozen_weight_no_dweight", {7, 6}, 9, WeightLayout::linear, true, true, false),
       fd_sampled(matmul_case("matmul_conv1d_bias_large", {2, 50, 40}, 121, WeightLayout::conv1d, true), 12),
       fd_sampled(matmul_case("matmul_linear_bias_large", {2, 50, 40}, 83, WeightLayout::linear, true), 12),
