@@ -4,18 +4,12 @@
 #include <numeric>
 
 #include "core/error.hpp"
+#include "core/random.hpp"
 #include "data/prepare.hpp"
 
 namespace flowlm::eval {
 
 namespace {
-
-std::uint64_t splitmix64(std::uint64_t& state) {
-  std::uint64_t z = (state += 0x9E3779B97F4A7C15ull);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
 
 // Uniform in [0, n) without modulo bias.
 std::uint64_t below(std::uint64_t& state, std::uint64_t n) {

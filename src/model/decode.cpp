@@ -5,6 +5,7 @@
 #include <numeric>
 
 #include "core/error.hpp"
+#include "core/random.hpp"
 
 namespace flowlm::model {
 
@@ -12,17 +13,6 @@ namespace k = flowlm::kernels;
 using k::TensorView;
 
 // ---- sampling ---------------------------------------------------------------------------
-
-namespace {
-
-std::uint64_t splitmix64(std::uint64_t& state) {
-  std::uint64_t z = (state += 0x9E3779B97F4A7C15ull);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-
-}  // namespace
 
 std::uint64_t sampling_stream(std::uint64_t seed, std::uint64_t id) {
   std::uint64_t s = seed;
