@@ -21,10 +21,12 @@
 #include <vector>
 
 #include "comm/comm.hpp"
+#include "comm/watchdog.hpp"
 #include "config/config.hpp"
 #include "core/error.hpp"
 #include "core/log.hpp"
 #include "flowlm/build_config.hpp"
+#include "io/hdf5.hpp"
 #include "kernels/backend.hpp"
 #include "kernels/cuda/device.hpp"
 #include "model/checkpoint.hpp"
@@ -239,6 +241,8 @@ int run(int argc, char** argv, const Communicator& world) {
       if (world.is_root()) std::fputs(flowlm::config::to_toml(job).c_str(), stdout);
       return 0;
     }
+    flowlm::comm::Watchdog::set_timeout(job.run.collective_timeout);
+    const flowlm::log::ActivityScope doing(st->name);
     st->run(flowlm::stages::StageContext{job, job_file, world});
     return 0;
   }
@@ -253,6 +257,8 @@ int main(int argc, char** argv) {
   flowlm::kernels::BackendScope backend(argc, argv);
   const Communicator world = Communicator::world();
   flowlm::log::set_rank(world.rank());
+  // Until the job says otherwise (run.collective_timeout), a collective may wait 30 minutes.
+  const flowlm::comm::Watchdog watchdog(world.rank(), world.size() > 1 ? 1800.0 : 0.0);
 
   int code = 0;
   std::string message;
@@ -276,11 +282,19 @@ int main(int argc, char** argv) {
     message = fmt::format("internal error: {}", e.what());
   }
   if (code != 0 && !message.empty()) {
-    const std::string where = world.size() > 1 ? fmt::format(" (rank {})", world.rank()) : "";
+    // What the failing rank was doing (activity scopes keep it while an exception unwinds).
+    const std::string doing = flowlm::log::activity();
+    std::string where = world.size() > 1 ? fmt::format("rank {}", world.rank()) : "";
+    if (!doing.empty()) where += (where.empty() ? "" : ", ") + std::string("during ") + doing;
+    if (!where.empty()) where = " (" + where + ")";
     std::fprintf(stderr, "flowlm: error%s: %s\n", where.c_str(), message.c_str());
     std::fflush(stderr);
     // Ranks that did not fail may be waiting in a collective: end the whole job.
     if (world.size() > 1) world.abort(code);
+    if (flowlm::io::h5::file_close_failed()) {
+      std::fflush(stdout);
+      std::_Exit(code);  // see file_close_failed: finalizing would crash inside HDF5
+    }
   }
   return code;
 }

@@ -5,6 +5,7 @@
 #include <limits>
 #include <numeric>
 
+#include "comm/watchdog.hpp"
 #include "core/error.hpp"
 
 namespace flowlm::comm {
@@ -35,6 +36,7 @@ MPI_Datatype mpi_type<std::int64_t>() {
 
 template <class T>
 void allreduce_buckets(MPI_Comm comm, T* buf, index_t n, MPI_Op op) {
+  const WaitScope wait("MPI_Allreduce");
   for (index_t off = 0; off < n; off += Communicator::kBucketElems) {
     const int count = static_cast<int>(std::min(Communicator::kBucketElems, n - off));
     check(MPI_Allreduce(MPI_IN_PLACE, buf + off, count, mpi_type<T>(), op, comm), "MPI_Allreduce");
@@ -43,6 +45,7 @@ void allreduce_buckets(MPI_Comm comm, T* buf, index_t n, MPI_Op op) {
 
 template <class T>
 std::vector<T> allgatherv_impl(MPI_Comm comm, int size, const std::vector<T>& local) {
+  const WaitScope wait("MPI_Allgatherv");
   const std::int64_t mine = static_cast<std::int64_t>(local.size());
   std::vector<std::int64_t> counts64(static_cast<std::size_t>(size));
   check(MPI_Allgather(&mine, 1, MPI_INT64_T, counts64.data(), 1, MPI_INT64_T, comm), "MPI_Allgather");
@@ -91,7 +94,10 @@ Communicator::Communicator(MPI_Comm comm) : comm_(comm) {
   check(MPI_Comm_size(comm_, &size_), "MPI_Comm_size");
 }
 
-void Communicator::barrier() const { check(MPI_Barrier(comm_), "MPI_Barrier"); }
+void Communicator::barrier() const {
+  const WaitScope wait("MPI_Barrier");
+  check(MPI_Barrier(comm_), "MPI_Barrier");
+}
 
 void Communicator::abort(int code) const {
   MPI_Abort(comm_, code);
@@ -124,12 +130,14 @@ double Communicator::min(double v) const {
   return v;
 }
 bool Communicator::any(bool v) const {
+  const WaitScope wait("MPI_Allreduce");
   int x = v ? 1 : 0;
   check(MPI_Allreduce(MPI_IN_PLACE, &x, 1, MPI_INT, MPI_LOR, comm_), "MPI_Allreduce");
   return x != 0;
 }
 
 void Communicator::broadcast_bytes(void* buf, std::size_t bytes, int root) const {
+  const WaitScope wait("MPI_Bcast");
   auto* p = static_cast<char*>(buf);
   constexpr std::size_t kChunk = std::size_t{1} << 30;
   for (std::size_t off = 0; off < bytes; off += kChunk) {
@@ -145,18 +153,21 @@ void Communicator::broadcast(std::string& s, int root) const {
 }
 
 std::vector<double> Communicator::gather(double v, int root) const {
+  const WaitScope wait("MPI_Gather");
   std::vector<double> out(rank_ == root ? static_cast<std::size_t>(size_) : 0);
   check(MPI_Gather(&v, 1, MPI_DOUBLE, out.data(), 1, MPI_DOUBLE, root, comm_), "MPI_Gather");
   return out;
 }
 
 std::vector<double> Communicator::allgather(double v) const {
+  const WaitScope wait("MPI_Allgather");
   std::vector<double> out(static_cast<std::size_t>(size_));
   check(MPI_Allgather(&v, 1, MPI_DOUBLE, out.data(), 1, MPI_DOUBLE, comm_), "MPI_Allgather");
   return out;
 }
 
 std::vector<std::int64_t> Communicator::allgather(std::int64_t v) const {
+  const WaitScope wait("MPI_Allgather");
   std::vector<std::int64_t> out(static_cast<std::size_t>(size_));
   check(MPI_Allgather(&v, 1, MPI_INT64_T, out.data(), 1, MPI_INT64_T, comm_), "MPI_Allgather");
   return out;

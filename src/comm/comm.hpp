@@ -11,6 +11,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "comm/watchdog.hpp"
 #include "core/error.hpp"
 #include "core/types.hpp"
 
@@ -106,7 +107,11 @@ class Communicator {
       }
     }
     bool failed = error != nullptr;
-    broadcast_value(failed);
+    {
+      // Waiting for rank 0's work may take long (tokenizing a corpus): not a hang.
+      const WaitScope idle("MPI_Bcast (waiting for rank 0)", /*suspend=*/true);
+      broadcast_value(failed);
+    }
     if (failed) {
       broadcast(message);
       if (error) std::rethrow_exception(error);

@@ -19,7 +19,8 @@ namespace flowlm::config {
 struct RunConfig {
   std::string dir = "runs/default";
   std::int64_t seed = 1337;
-  std::string backend = "host";  // host | reference | cuda (kernels/make_backend)
+  std::string backend = "host";      // host | reference | cuda (kernels/make_backend)
+  double collective_timeout = 1800;  // s one collective may wait before the job ends; 0 = never
 };
 
 /// \brief Token shards for pretraining / validation.

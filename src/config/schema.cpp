@@ -14,6 +14,10 @@ void describe(RunConfig& c, Schema& s) {
   s.field("backend", c.backend,
           "Kernel backend: host (Kokkos + OpenBLAS), reference (plain loops, for checks) or cuda.",
           one_of({"host", "reference", "cuda"}));
+  s.field("collective_timeout", c.collective_timeout,
+          "Seconds a rank may wait in one collective (another rank died, hangs or is stopped) before it "
+          "ends the job with a message naming itself and what it was doing; 0 = wait forever.",
+          ge(0.0));
 }
 
 void describe(DataConfig& c, Schema& s) {

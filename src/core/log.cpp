@@ -3,6 +3,7 @@
 #include <cerrno>
 #include <cmath>
 #include <cstring>
+#include <mutex>
 
 #include "core/error.hpp"
 
@@ -11,6 +12,8 @@ namespace {
 int g_rank = 0;
 std::FILE* g_file = nullptr;  // set by FileScope: every line goes there instead
 ProgressHook g_progress;
+std::mutex g_activity_mutex;
+std::string g_activity;
 }  // namespace
 
 void set_rank(int r) { g_rank = r; }
@@ -48,6 +51,16 @@ ProgressHook set_progress_hook(ProgressHook hook) {
 
 void progress(double fraction) {
   if (g_progress) g_progress(fraction);
+}
+
+void set_activity(std::string what) {
+  const std::lock_guard<std::mutex> lock(g_activity_mutex);
+  g_activity = std::move(what);
+}
+
+std::string activity() {
+  const std::lock_guard<std::mutex> lock(g_activity_mutex);
+  return g_activity;
 }
 
 std::string format_duration(double seconds) {

@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include <cstdio>
+#include <exception>
 #include <filesystem>
 #include <functional>
 #include <string>
@@ -56,5 +57,28 @@ using ProgressHook = std::function<void(double fraction)>;
 /// \brief Installs `hook` (empty: none) and returns the previous one.
 ProgressHook set_progress_hook(ProgressHook hook);
 void progress(double fraction);
+
+/// \brief What this process is doing now ("train step 12/40", "writing step_00000012.h5"), for
+/// error messages and the collective watchdog (comm/watchdog.hpp). Thread-safe.
+void set_activity(std::string what);
+std::string activity();
+
+/// \brief RAII: sets the activity and restores the previous one on destruction, except while an
+/// exception unwinds the stack: then the failing activity stays for main's error message.
+class ActivityScope {
+ public:
+  explicit ActivityScope(std::string what) : previous_(activity()), unwinding_(std::uncaught_exceptions()) {
+    set_activity(std::move(what));
+  }
+  ~ActivityScope() {
+    if (std::uncaught_exceptions() == unwinding_) set_activity(std::move(previous_));
+  }
+  ActivityScope(const ActivityScope&) = delete;
+  ActivityScope& operator=(const ActivityScope&) = delete;
+
+ private:
+  std::string previous_;
+  int unwinding_;
+};
 
 }  // namespace flowlm::log

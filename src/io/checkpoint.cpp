@@ -291,8 +291,13 @@ void write_checkpoint_impl(const fs::path& path, const CheckpointMeta& meta_in,
   throw_if_any(world, err);
 
   const bool parallel = FLOWLM_HDF5_PARALLEL && world.size() > 1 && strategy == WriteStrategy::automatic;
-  err = parallel ? write_parallel(tmp, meta, model, optim, world, produce)
-                 : write_funnel(tmp, meta, model, optim, world, produce);
+  {
+    // MPI-IO's collectives inside HDF5 are not flowlm's: watch the whole write (a full disk can
+    // leave one rank's MPI-IO waiting for another's failed write forever).
+    const comm::WaitScope wait(parallel ? "a parallel HDF5 (MPI-IO) write" : "a checkpoint write");
+    err = parallel ? write_parallel(tmp, meta, model, optim, world, produce)
+                   : write_funnel(tmp, meta, model, optim, world, produce);
+  }
   if (err.empty() && world.is_root()) {
     try {
       fsync_path(tmp, false);

@@ -4,6 +4,7 @@
 #include <fmt/ranges.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <system_error>
 
@@ -210,12 +211,19 @@ Handle& Handle::operator=(Handle&& o) noexcept {
   return *this;
 }
 
+namespace {
+std::atomic<bool> g_file_close_failed{false};
+}  // namespace
+
 herr_t Handle::close() {
   herr_t rc = 0;
   if (id_ >= 0 && close_) rc = close_(id_);
+  if (rc < 0 && close_ == &H5Fclose) g_file_close_failed = true;
   id_ = H5I_INVALID_HID;
   return rc;
 }
+
+bool file_close_failed() { return g_file_close_failed; }
 
 const char* dtype_name(DType t) {
   switch (t) {

@@ -238,4 +238,9 @@ class File {
   bool parallel_ = false;
 };
 
+/// \brief Whether closing a file failed in this process (e.g. its last flush hit a full disk).
+/// HDF5 1.10 keeps such a file half-closed and crashes when the library shuts down at
+/// MPI_Finalize, so main ends the process without finalizing after such an error.
+bool file_close_failed();
+
 }  // namespace flowlm::io::h5

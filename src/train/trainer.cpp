@@ -256,6 +256,7 @@ class Trainer {
   }
 
   StepStats train_step() {
+    const log::ActivityScope doing(fmt::format("train step {}/{}", state_.step + 1, job_.train.max_steps));
     kernels::Backend& be = model_.backend();
     const double lr = lr_at(state_.step, sched_);
     model_.zero_grad();
@@ -302,6 +303,7 @@ class Trainer {
   /// Mean loss over the first val_batches x global_batch validation windows: the same windows
   /// whatever the rank count.
   double validate_loss() {
+    const log::ActivityScope doing(fmt::format("validation after step {}", state_.step));
     const double v = evaluate_windows(model_, *val_, job_.train.val_batches * job_.train.global_batch,
                                       job_.train.micro_batch, world_)
                          .mean();
@@ -310,6 +312,7 @@ class Trainer {
   }
 
   void save() {
+    const log::ActivityScope doing(fmt::format("writing the checkpoint of step {}", state_.step));
     const fs::path path = save_train_checkpoint(job_, state_, model_, opt_, ema_.get(), world_);
     summary_.checkpoints.push_back(path);
     log::info("train: saved {}", path.string());
