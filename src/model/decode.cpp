@@ -207,7 +207,7 @@ struct Decoder::Impl {
 };
 
 Decoder::Decoder(const Transformer& model, index_t max_batch, index_t capacity)
-    : model_(model), max_batch_(max_batch), capacity_(capacity), impl_(new Impl(model)) {
+    : max_batch_(max_batch), capacity_(capacity), impl_(new Impl(model)) {
   const ModelConfig& c = model.config();
   if (max_batch < 1 || capacity < 1)
     fail<Error>("Decoder: max_batch = {} and capacity = {} must be >= 1", max_batch, capacity);

@@ -68,7 +68,6 @@ class Decoder {
  private:
   struct Impl;
   void run(index_t B, index_t T, const std::vector<std::int32_t>& tokens, const std::vector<index_t>& last);
-  const Transformer& model_;
   index_t max_batch_ = 0, capacity_ = 0;
   std::vector<index_t> len_;
   std::vector<float> logits_;
