@@ -257,8 +257,9 @@ int main(int argc, char** argv) {
   flowlm::kernels::BackendScope backend(argc, argv);
   const Communicator world = Communicator::world();
   flowlm::log::set_rank(world.rank());
-  // Until the job says otherwise (run.collective_timeout), a collective may wait 30 minutes.
-  const flowlm::comm::Watchdog watchdog(world.rank(), world.size() > 1 ? 1800.0 : 0.0);
+  // Until the job is read, collectives wait as long as run.collective_timeout's default.
+  const flowlm::comm::Watchdog watchdog(world.rank(), world.size(),
+                                        flowlm::config::RunConfig{}.collective_timeout);
 
   int code = 0;
   std::string message;

@@ -14,6 +14,7 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 std::atomic<bool> g_alive{false};
+std::atomic<bool> g_watching{false};  // alive in a world of several ranks
 std::atomic<double> g_timeout{0.0};
 // The wait being watched: its start (ns since the clock's epoch; 0 = none) and its name.
 // Only the thread that calls MPI (funneled) writes them.
@@ -28,12 +29,14 @@ std::int64_t now_ns() {
 
 }  // namespace
 
-Watchdog::Watchdog(int rank, double timeout_s) : rank_(rank) {
+Watchdog::Watchdog(int rank, int ranks, double timeout_s) : rank_(rank) {
   if (g_alive.exchange(true)) {
     std::fputs("flowlm: internal error: a second collective watchdog was started\n", stderr);
     std::abort();
   }
+  if (ranks < 2) return;
   g_timeout = timeout_s;
+  g_watching = true;
   thread_ = std::thread([this] { watch(); });
 }
 
@@ -43,15 +46,14 @@ Watchdog::~Watchdog() {
     stop_ = true;
   }
   wake_.notify_all();
-  thread_.join();
+  if (thread_.joinable()) thread_.join();
+  g_watching = false;
   g_alive = false;
 }
 
 void Watchdog::set_timeout(double timeout_s) {
-  if (g_alive) g_timeout = timeout_s;
+  if (g_watching) g_timeout = timeout_s;
 }
-
-double Watchdog::timeout() { return g_alive ? g_timeout.load() : 0.0; }
 
 void Watchdog::watch() {
   std::unique_lock<std::mutex> lock(mutex_);

@@ -14,18 +14,18 @@ namespace flowlm::comm {
 /// \brief Process-wide: at most one alive. While alive, a background thread checks the wait
 /// that a WaitScope marks; one that lasts longer than timeout() seconds prints
 /// "flowlm: error (rank R): waited N s in <collective> during <activity> ..." and ends this
-/// process with exit code 1 (the launcher then ends the other ranks). timeout 0 disables it.
+/// process with exit code 1 (the launcher then ends the other ranks). timeout 0 disables it; a
+/// world of one rank has nobody to wait for and is never watched.
 class Watchdog {
  public:
-  Watchdog(int rank, double timeout_s);
+  Watchdog(int rank, int ranks, double timeout_s);
   ~Watchdog();
   Watchdog(const Watchdog&) = delete;
   Watchdog& operator=(const Watchdog&) = delete;
 
   /// \brief Changes the timeout of the live watchdog (the job's run.collective_timeout); no-op
-  /// without one.
+  /// without one or in a one-rank world.
   static void set_timeout(double timeout_s);
-  static double timeout();
 
  private:
   void watch();

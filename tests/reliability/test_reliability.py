@@ -3,8 +3,8 @@
     FLOWLM_BIN=build/release/flowlm FLOWLM_FAULT_SHIM=build/release/tests/libflowlm_fault_shim.so \
         /usr/bin/python3 -m pytest -q tests/reliability
 
-- kill -9 of the whole job at 10 random moments (three of them while a checkpoint is being
-  written), resuming each time: the final weights and AdamW moments equal the uninterrupted
+- kill -9 of the whole job at 10 random moments (three aimed at a checkpoint write, at least
+  two of which must hit one), resuming each time: the final weights and AdamW moments equal the uninterrupted
   run's bitwise, and no file under a checkpoint's real name is ever partial;
 - a rank that fails alone (an I/O error on one node), is killed, or stops (SIGSTOP) ends the whole
   job within a bounded time, with a message naming the rank and what it was doing;
@@ -14,6 +14,7 @@
 
 import glob
 import hashlib
+import json
 import os
 import random
 import signal
@@ -144,12 +145,25 @@ def rank_pid(proc, rank):
     raise AssertionError("rank {} never started".format(rank))
 
 
+def logged_steps(path):
+    """The steps of metrics.jsonl's complete rows (the last line may still be being written)."""
+    if not os.path.exists(path):
+        return []
+    steps = []
+    for line in open(path).read().splitlines():
+        try:
+            steps.append(json.loads(line)["step"])
+        except (ValueError, KeyError):
+            pass
+    return steps
+
+
 def wait_for_step(run_dir, proc, step=4):
     """Until metrics.jsonl shows `step` (training is under way)."""
     deadline = time.time() + 120
     path = os.path.join(run_dir, "metrics.jsonl")
     while time.time() < deadline and proc.poll() is None:
-        if os.path.exists(path) and '"step": {}'.format(step) in open(path).read().replace('"step":', '"step": '):
+        if step in logged_steps(path):
             return
         time.sleep(0.05)
     raise AssertionError("training never reached step {}".format(step))
