@@ -169,12 +169,13 @@ def wait_for_step(run_dir, proc, step=4):
     raise AssertionError("training never reached step {}".format(step))
 
 
-def test_rank_failing_alone_ends_the_job(data, tmp_path):
+@pytest.mark.parametrize("np_", [2, 4])
+def test_rank_failing_alone_ends_the_job(data, tmp_path, np_):
     """An I/O error on one node only: that rank reports it with its rank and stage; nobody hangs."""
     if not SHIM:
         pytest.fail("set FLOWLM_FAULT_SHIM to the fault library")
     start = time.time()
-    code, out = run(train_cmd(2, str(tmp_path / "r"), data), timeout=120, LD_PRELOAD=SHIM, FLOWLM_FAULT_RANK="1",
+    code, out = run(train_cmd(np_, str(tmp_path / "r"), data), timeout=120, LD_PRELOAD=SHIM, FLOWLM_FAULT_RANK="1",
                     FLOWLM_FAULT_OPEN_EIO="text_train_000000.bin")
     assert code != 0, out
     assert time.time() - start < 60, out
@@ -200,11 +201,12 @@ def test_rank_killed_ends_the_job(data, tmp_path):
     assert "rank 1" in out and "signal 9" in out, out
 
 
-def test_stopped_rank_trips_the_collective_watchdog(data, tmp_path):
+@pytest.mark.parametrize("np_", [2, 4])
+def test_stopped_rank_trips_the_collective_watchdog(data, tmp_path, np_):
     """A rank that stops (SIGSTOP: a hung node) leaves the others in a collective: after
     run.collective_timeout they end the job, naming the collective and the step."""
     run_dir = str(tmp_path / "r")
-    proc = subprocess.Popen(train_cmd(2, run_dir, data, "train.max_steps=100000", "checkpoint.save_every=0",
+    proc = subprocess.Popen(train_cmd(np_, run_dir, data, "train.max_steps=100000", "checkpoint.save_every=0",
                                       "run.collective_timeout=4"),
                             env=dict(os.environ, **MPI_ENV), start_new_session=True, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
