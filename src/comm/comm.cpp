@@ -109,6 +109,18 @@ void Communicator::allreduce_sum(double* buf, index_t n) const { allreduce_bucke
 void Communicator::allreduce_sum(std::int64_t* buf, index_t n) const {
   allreduce_buckets(comm_, buf, n, MPI_SUM);
 }
+void Communicator::reduce_sum(float* buf, index_t n, int root) const {
+  if (size_ == 1) return;
+  const WaitScope wait("MPI_Reduce");
+  for (index_t off = 0; off < n; off += kBucketElems) {
+    const int count = static_cast<int>(std::min(kBucketElems, n - off));
+    // The root reduces in place; the others' send buffers stay as they were.
+    check(MPI_Reduce(rank_ == root ? MPI_IN_PLACE : buf + off, buf + off, count, MPI_FLOAT, MPI_SUM, root,
+                     comm_),
+          "MPI_Reduce");
+  }
+}
+
 void Communicator::allreduce_max(float* buf, index_t n) const { allreduce_buckets(comm_, buf, n, MPI_MAX); }
 void Communicator::allreduce_max(double* buf, index_t n) const { allreduce_buckets(comm_, buf, n, MPI_MAX); }
 void Communicator::allreduce_min(double* buf, index_t n) const { allreduce_buckets(comm_, buf, n, MPI_MIN); }

@@ -61,6 +61,9 @@ class Communicator {
   void allreduce_sum(double* buf, index_t n) const;
   void allreduce_sum(std::int64_t* buf, index_t n) const;
   void allreduce_max(float* buf, index_t n) const;
+  /// In-place sum over all ranks of buf[0, n) that only `root` receives (the other ranks'
+  /// buffers are left as they were), in buckets of kBucketElems.
+  void reduce_sum(float* buf, index_t n, int root) const;
   void allreduce_max(double* buf, index_t n) const;
   void allreduce_min(double* buf, index_t n) const;
 

@@ -55,6 +55,7 @@ struct OptimConfig {
   std::int64_t warmup_steps = 100;
   double decay_fraction = 0.2;    // wsd: last fraction of max_steps decays linearly to min_lr
   bool decay_embeddings = false;  // weight decay on wte/wpe (never on biases and norms)
+  std::int64_t zero_stage = 0;    // 1 = ZeRO-1: each rank keeps the AdamW moments of 1/ranks of the weights
 };
 
 /// \brief Batch shape, length of the run and logging cadence.

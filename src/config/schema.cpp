@@ -118,6 +118,11 @@ void describe(OptimConfig& c, Schema& s) {
   s.field("decay_fraction", c.decay_fraction, "wsd: last fraction of max_steps decays linearly to min_lr.",
           between(0, 1));
   s.field("decay_embeddings", c.decay_embeddings, "Apply weight decay to the wte/wpe embeddings too.");
+  s.field("zero_stage", c.zero_stage,
+          "0: every rank keeps the whole AdamW state. 1 (ZeRO-1): each rank keeps the moments of its "
+          "1/ranks slice of the weights; gradients are summed onto the slice's rank, which updates it and "
+          "broadcasts the new weights. Checkpoints are the same files either way.",
+          ge(0).le(1));
 }
 
 void describe(TrainConfig& c, Schema& s) {

@@ -62,8 +62,13 @@ std::string check_tensors(const fs::path& path, const char* group, const std::ve
         t.name.find("//") != std::string::npos)
       return fmt::format("{}: bad name (empty, or a leading, trailing or double '/')", where);
     if (!seen.insert(t.name).second) return fmt::format("{}: name appears twice", where);
-    if (t.owner < 0 || t.owner >= world.size())
+    if ((t.owner < 0 && t.owner != kRowParts) || t.owner >= world.size())
       return fmt::format("{}: owner rank {} is outside the world of {} ranks", where, t.owner, world.size());
+    if (t.owner == kRowParts && streamed)
+      return fmt::format("{}: a streamed write takes no tensors held in row parts", where);
+    if (t.owner == kRowParts && (t.rows < 0 || t.first_row < 0 || (t.rows > 0 && !t.data)))
+      return fmt::format("{}: bad row part (first row {}, {} rows, data {})", where, t.first_row, t.rows,
+                         t.data ? "set" : "null");
     for (const index_t d : t.shape)
       if (d < 0) return fmt::format("{}: negative dimension in shape {}", where, shape_str(t.shape));
     if (!streamed && t.owner == world.rank() && !t.data && shape_numel(t.shape) > 0)
@@ -72,8 +77,61 @@ std::string check_tensors(const fs::path& path, const char* group, const std::ve
   return "";
 }
 
-void validate(const fs::path& path, const CheckpointMeta& meta, const std::vector<TensorRef>& model,
-              const std::vector<TensorRef>& optim, const comm::Communicator& world, bool streamed = false) {
+index_t rows_of(const Shape& shape) { return shape.empty() ? 1 : shape[0]; }
+index_t row_numel(const Shape& shape) {
+  return shape.empty() ? 1 : (shape[0] == 0 ? 0 : shape_numel(shape) / shape[0]);
+}
+
+/// (first row, rows) of one rank's part of a kRowParts tensor.
+struct RowPart {
+  index_t first = 0, rows = 0;
+};
+/// For each tensor (model, then optim order): every rank's part, by rank, for kRowParts
+/// tensors; empty for the others.
+using PartTable = std::vector<std::vector<RowPart>>;
+
+/// Gathers every rank's row parts and checks that they tile each kRowParts tensor.
+PartTable gather_parts(const fs::path& path, const std::vector<TensorRef>& model,
+                       const std::vector<TensorRef>& optim, const comm::Communicator& world) {
+  std::vector<const TensorRef*> all;
+  for (const auto* ts : {&model, &optim})
+    for (const auto& t : *ts) all.push_back(&t);
+  std::vector<double> mine;
+  for (const auto* t : all)
+    if (t->owner == kRowParts) {
+      mine.push_back(static_cast<double>(t->first_row));
+      mine.push_back(static_cast<double>(t->rows));
+    }
+  PartTable table(all.size());
+  if (mine.empty()) return table;
+  const std::vector<double> every = world.allgatherv(mine);  // rank-major: rank r's pairs, then r + 1's
+  const std::size_t per_rank = mine.size();
+  std::string err;
+  std::size_t k = 0;  // index of the pair within a rank's list
+  for (std::size_t i = 0; i < all.size(); ++i) {
+    if (all[i]->owner != kRowParts) continue;
+    index_t next = 0;
+    for (int r = 0; r < world.size(); ++r) {
+      const std::size_t at = static_cast<std::size_t>(r) * per_rank + k;
+      const RowPart part{static_cast<index_t>(every[at]), static_cast<index_t>(every[at + 1])};
+      if (err.empty() && part.rows > 0 && part.first != next)
+        err = fmt::format("{}: tensor '{}': rank {} holds rows from {} but the parts before end at row {}",
+                          path.string(), all[i]->name, r, part.first, next);
+      if (part.rows > 0) next = part.first + part.rows;
+      table[i].push_back(part);
+    }
+    if (err.empty() && next != rows_of(all[i]->shape))
+      err = fmt::format("{}: tensor '{}': the ranks' row parts end at row {} of {}", path.string(),
+                        all[i]->name, next, rows_of(all[i]->shape));
+    k += 2;
+  }
+  if (!err.empty()) fail<IoError>("{}", err);  // every rank saw the same table and the same error
+  return table;
+}
+
+PartTable validate(const fs::path& path, const CheckpointMeta& meta, const std::vector<TensorRef>& model,
+                   const std::vector<TensorRef>& optim, const comm::Communicator& world,
+                   bool streamed = false) {
   std::uint64_t hash = 1469598103934665603ull;
   std::string err = check_tensors(path, "model", model, world, hash, streamed);
   if (err.empty()) err = check_tensors(path, "optim", optim, world, hash, streamed);
@@ -89,6 +147,7 @@ void validate(const fs::path& path, const CheckpointMeta& meta, const std::vecto
       fail<IoError>(
           "{}: ranks 0 and {} pass different tensor lists (names, shapes or owners) to write_checkpoint",
           path.string(), r);
+  return gather_parts(path, model, optim, world);
 }
 
 void broadcast_meta(CheckpointMeta& m, const comm::Communicator& world) {
@@ -167,6 +226,7 @@ std::string full_name(const char* group, const TensorRef& t) { return fmt::forma
 std::string write_parallel(const fs::path& tmp, const CheckpointMeta& meta,
                            const std::vector<TensorRef>& model, const std::vector<TensorRef>& optim,
                            const comm::Communicator& world, const TensorProducer* produce) {
+  // Row parts: each rank writes its own hyperslab (independent I/O), like an owner its tensor.
   std::string err;
   std::optional<h5::File> f;
   std::vector<std::pair<h5::Dataset, const TensorRef*>> sets;
@@ -183,6 +243,18 @@ std::string write_parallel(const fs::path& tmp, const CheckpointMeta& meta,
     std::vector<float> buf;  // streamed: one produced tensor at a time
     for (std::size_t i = 0; i < sets.size(); ++i) {
       auto& [d, t] = sets[i];
+      if (t->owner == kRowParts) {
+        try {
+          if (t->rows > 0 && t->shape.empty())
+            d.write(t->data);
+          else if (t->rows > 0)
+            d.write_rows(t->first_row, t->rows, t->data);
+        } catch (const std::exception& e) {
+          err = e.what();
+          break;
+        }
+        continue;
+      }
       if (t->owner != world.rank()) continue;
       try {
         const float* src = t->data;
@@ -211,7 +283,7 @@ std::string write_parallel(const fs::path& tmp, const CheckpointMeta& meta,
 /// (comm has no point-to-point calls; this path is the fallback, not the fast one).
 std::string write_funnel(const fs::path& tmp, const CheckpointMeta& meta, const std::vector<TensorRef>& model,
                          const std::vector<TensorRef>& optim, const comm::Communicator& world,
-                         const TensorProducer* produce) {
+                         const TensorProducer* produce, const PartTable& parts) {
   std::string err;
   std::optional<h5::File> f;
   const bool root = world.is_root();
@@ -232,7 +304,19 @@ std::string write_funnel(const fs::path& tmp, const CheckpointMeta& meta, const 
   for (const auto* group : {"model", "optim"}) {
     for (const auto& t : std::string(group) == "model" ? model : optim) {
       const float* src = t.data;
-      if (t.owner != 0 || produce) {
+      if (t.owner == kRowParts) {
+        // Each part from the rank holding it, into its place in one whole-tensor buffer.
+        buf.resize(static_cast<std::size_t>(shape_numel(t.shape)));
+        const index_t row = row_numel(t.shape);
+        for (int r = 0; r < world.size(); ++r) {
+          const RowPart& part = parts[index][static_cast<std::size_t>(r)];
+          if (part.rows == 0) continue;
+          float* dst = buf.data() + part.first * row;
+          if (world.rank() == r) std::copy(t.data, t.data + part.rows * row, dst);
+          world.broadcast_bytes(dst, static_cast<std::size_t>(part.rows * row) * sizeof(float), r);
+        }
+        src = buf.data();
+      } else if (t.owner != 0 || produce) {
         buf.resize(static_cast<std::size_t>(shape_numel(t.shape)));
         if (world.rank() == t.owner && produce && err.empty()) {
           try {
@@ -275,7 +359,7 @@ void write_checkpoint_impl(const fs::path& path, const CheckpointMeta& meta_in,
                            const std::vector<TensorRef>& model, const std::vector<TensorRef>& optim,
                            const comm::Communicator& world, WriteStrategy strategy,
                            const TensorProducer* produce) {
-  validate(path, meta_in, model, optim, world, produce != nullptr);
+  const PartTable parts = validate(path, meta_in, model, optim, world, produce != nullptr);
   CheckpointMeta meta = meta_in;
   broadcast_meta(meta, world);
   fs::path tmp = path;
@@ -296,7 +380,7 @@ void write_checkpoint_impl(const fs::path& path, const CheckpointMeta& meta_in,
     // leave one rank's MPI-IO waiting for another's failed write forever).
     const comm::WaitScope wait(parallel ? "a parallel HDF5 (MPI-IO) write" : "a checkpoint write");
     err = parallel ? write_parallel(tmp, meta, model, optim, world, produce)
-                   : write_funnel(tmp, meta, model, optim, world, produce);
+                   : write_funnel(tmp, meta, model, optim, world, produce, parts);
   }
   if (err.empty() && world.is_root()) {
     try {
@@ -405,6 +489,25 @@ void CheckpointReader::read(const std::string& group, const std::string& name, c
     fail<IoError>("{}: dataset '{}' has shape {}, expected {} (checkpoint of a different model config?)",
                   path().string(), ds, shape_str(d.shape()), shape_str(expected));
   d.read(out);
+}
+
+void CheckpointReader::read_rows(const std::string& group, const std::string& name, const Shape& expected,
+                                 index_t first, index_t count, float* out) const {
+  const std::string ds = fmt::format("/{}/{}", group, name);
+  if (!file_.is_dataset(ds))
+    fail<IoError>("{}: missing dataset '{}' (checkpoint of a different model?)", path().string(), ds);
+  const h5::Dataset d = file_.open_dataset(ds);
+  if (d.shape() != expected)
+    fail<IoError>("{}: dataset '{}' has shape {}, expected {} (checkpoint of a different model config?)",
+                  path().string(), ds, shape_str(d.shape()), shape_str(expected));
+  if (first < 0 || count < 0 || first + count > rows_of(expected))
+    fail<IoError>("{}: rows [{}, {}) of dataset '{}' are outside its {} rows", path().string(), first,
+                  first + count, ds, rows_of(expected));
+  if (count == 0) return;
+  if (expected.empty())
+    d.read(out);
+  else
+    d.read_rows(first, count, out);
 }
 
 Tensor CheckpointReader::read(const std::string& group, const std::string& name) const {

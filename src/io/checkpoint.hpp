@@ -46,12 +46,19 @@ struct CheckpointMeta {
   std::map<std::string, AttrValue> model_attrs;  ///< attrs of /model: the model config
 };
 
+/// \brief TensorRef::owner of a tensor that the ranks hold in row parts (ZeRO-1 optimizer state).
+constexpr int kRowParts = -1;
+
 /// \brief One tensor to write. `data` (numel(shape) floats) only needs to be valid on `owner`.
 struct TensorRef {
   std::string name;
   Shape shape;
   const float* data = nullptr;
-  int owner = 0;
+  int owner = 0;  ///< the rank holding the tensor, or kRowParts
+  /// kRowParts only: this rank holds rows [first_row, first_row + rows) of the tensor at `data`
+  /// (rows may be 0); the parts of ranks 0, 1, ... in that order tile the tensor's rows (a
+  /// tensor of shape [] has one row).
+  index_t first_row = 0, rows = 0;
 };
 
 /// \brief How multi-rank writes reach the file: `automatic` uses parallel HDF5 (MPI-IO) when
@@ -61,7 +68,8 @@ enum class WriteStrategy { automatic, funnel };
 
 /// \brief Collective over `world`: writes the checkpoint atomically (tmp file, fsync, rename).
 /// Every rank passes the same names, shapes and owners (checked); `meta` is taken from rank 0.
-/// Tensors are written by their owner rank (parallel HDF5) or funnelled to rank 0 (serial HDF5).
+/// Tensors are written by their owner rank (parallel HDF5) or funnelled to rank 0 (serial HDF5);
+/// kRowParts tensors by every rank holding rows, each its own hyperslab.
 /// On failure every rank throws IoError, the tmp file is removed and an existing file at
 /// `path` is left untouched.
 void write_checkpoint(const std::filesystem::path& path, const CheckpointMeta& meta,
@@ -73,7 +81,8 @@ using TensorProducer = std::function<void(std::size_t index, float* out)>;
 
 /// \brief write_checkpoint for outputs computed tensor by tensor (the `average` stage): the
 /// `model` entries carry no data; each owner rank calls `produce` for its tensors one at a time,
-/// right before writing each, so a rank holds one output tensor at a time. No /optim tensors.
+/// right before writing each, so a rank holds one output tensor at a time. No /optim tensors
+/// and no kRowParts owners.
 /// An exception from `produce` becomes an IoError on every rank (tmp removed, as above).
 void write_checkpoint_streamed(const std::filesystem::path& path, const CheckpointMeta& meta,
                                const std::vector<TensorRef>& model, const TensorProducer& produce,
@@ -95,6 +104,10 @@ class CheckpointReader {
   /// \brief Reads `/group/name` into out (numel(expected) floats). IoError naming the file and
   /// dataset when it is missing or its shape differs from `expected`.
   void read(const std::string& group, const std::string& name, const Shape& expected, float* out) const;
+  /// \brief Reads rows [first, first + count) of `/group/name` (its shape checked as above) into
+  /// out (count rows); a tensor of shape [] has one row.
+  void read_rows(const std::string& group, const std::string& name, const Shape& expected, index_t first,
+                 index_t count, float* out) const;
   /// \brief Reads `/group/name` whatever its shape.
   Tensor read(const std::string& group, const std::string& name) const;
   /// \brief The underlying file, for attributes written by later stages.

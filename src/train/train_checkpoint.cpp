@@ -1,5 +1,6 @@
 #include "train/train_checkpoint.hpp"
 
+#include <algorithm>
 #include <vector>
 
 #include "core/error.hpp"
@@ -37,23 +38,39 @@ fs::path save_train_checkpoint(const config::JobConfig& job, const TrainState& s
   }
   if (const model::Lora* lora = model.lora())
     model::add_lora_meta(meta, *lora, job.model.init_from, state.lora_base_fingerprint);
-  // The trainable tensors as checkpoints store them (with LoRA: the adapters in PEFT's layout).
+  // The trainable tensors as checkpoints store them: in place in the flat buffers, or (LoRA) the
+  // adapters in PEFT's layout, copied.
+  const auto& table = model.trainable_table();
   std::vector<std::vector<float>> held;
-  held.reserve(4 * model.trainable_table().size());
+  held.reserve(4 * table.size());
   auto tensors = [&](const float* flat, const char* prefix) {
     std::vector<io::TensorRef> refs;
-    const auto& table = model.trainable_table();
     for (std::size_t i = 0; i < table.size(); ++i) {
-      held.push_back(model::stored_tensor(model, i, flat));
-      refs.push_back({prefix ? optim_name(prefix, table[i].name) : table[i].name, table[i].shape,
-                      held.back().data(), 0});
+      const float* data = flat + table[i].offset;
+      if (model.lora()) {
+        held.push_back(model::stored_tensor(model, i, flat));
+        data = held.back().data();
+      }
+      refs.push_back({prefix ? optim_name(prefix, table[i].name) : table[i].name, table[i].shape, data, 0});
+    }
+    return refs;
+  };
+  // ZeRO-1: each rank holds the moments of its slice, whole rows of each tensor it meets.
+  const bool parts = job.optim.zero_stage == 1 && world.size() > 1;
+  auto moment_parts = [&](const float* slice, const char* prefix) {
+    std::vector<io::TensorRef> refs;
+    for (const auto& p : table) {
+      const RowRange rows = rows_in_slice(p, opt.slice_begin(), opt.slice_end());
+      const float* data =
+          rows.count > 0 ? slice + (std::max(p.offset, opt.slice_begin()) - opt.slice_begin()) : nullptr;
+      refs.push_back({optim_name(prefix, p.name), p.shape, data, io::kRowParts, rows.first, rows.count});
     }
     return refs;
   };
   const std::vector<float> params = model.lora() ? model.lora()->host_params() : std::vector<float>();
   const std::vector<io::TensorRef> weights = tensors(model.lora() ? params.data() : model.params(), nullptr);
-  std::vector<io::TensorRef> moments = tensors(opt.m(), "m");
-  const std::vector<io::TensorRef> second = tensors(opt.v(), "v");
+  std::vector<io::TensorRef> moments = parts ? moment_parts(opt.m(), "m") : tensors(opt.m(), "m");
+  const std::vector<io::TensorRef> second = parts ? moment_parts(opt.v(), "v") : tensors(opt.v(), "v");
   moments.insert(moments.end(), second.begin(), second.end());
   const fs::path path = dir / io::checkpoint_name(state.step);
   io::write_checkpoint(path, meta, weights, moments, world);
@@ -112,8 +129,17 @@ std::optional<Resumed> resume_train_checkpoint(const config::JobConfig& job, mod
   model::load_weights(model, ckpt);
   const auto& table = model.trainable_table();
   std::vector<float> stored;
+  const bool sliced = opt.slice_begin() != 0 || opt.slice_end() != opt.size();
   for (std::size_t i = 0; i < table.size(); ++i) {
     const auto& p = table[i];
+    if (sliced) {  // ZeRO-1: this rank's rows of each moment, whatever rank count wrote them
+      const RowRange rows = rows_in_slice(p, opt.slice_begin(), opt.slice_end());
+      if (rows.count == 0) continue;
+      const index_t at = std::max(p.offset, opt.slice_begin()) - opt.slice_begin();
+      ckpt.read_rows("optim", optim_name("m", p.name), p.shape, rows.first, rows.count, opt.m() + at);
+      ckpt.read_rows("optim", optim_name("v", p.name), p.shape, rows.first, rows.count, opt.v() + at);
+      continue;
+    }
     stored.resize(static_cast<std::size_t>(p.numel));
     ckpt.read("optim", optim_name("m", p.name), p.shape, stored.data());
     model::unstore_tensor(model, i, stored.data(), opt.m());

@@ -90,6 +90,23 @@ void validate(const config::JobConfig& job, const comm::Communicator& world) {
   if (job.data.vocab_size > job.model.vocab_size)
     fail<ConfigError>("data.vocab_size = {} exceeds model.vocab_size = {}", job.data.vocab_size,
                       job.model.vocab_size);
+  if (job.optim.zero_stage == 1 && job.finetune.lora.r > 0)
+    fail<ConfigError>(
+        "optim.zero_stage = 1 with finetune.lora.r = {}: the adapters' optimizer state is small; set "
+        "optim.zero_stage = 0",
+        job.finetune.lora.r);
+  if (job.optim.zero_stage == 1 && job.run.backend == "cuda")
+    fail<ConfigError>(
+        "optim.zero_stage = 1 is built for the host backends only so far; set optim.zero_stage = 0 with "
+        "run.backend = \"cuda\"");
+}
+
+/// ZeRO-1 slices of the trainable buffer (ranks + 1 bounds), or the whole buffer on one slice.
+std::vector<index_t> optimizer_slices(const config::JobConfig& job, const model::Transformer& model,
+                                      const comm::Communicator& world) {
+  if (job.optim.zero_stage == 1 && world.size() > 1)
+    return zero_slices(model.trainable_table(), world.size());
+  return {0, model.num_trainable()};
 }
 
 /// The loop: one optimizer step at a time over the batch source, with the weight copies,
@@ -102,9 +119,9 @@ class Trainer {
         world_(world),
         dir_(job.run.dir),
         model_(make_model(job)),
-        opt_(model_.trainable_table(), adamw_params(job), model_.backend()),
+        slices_((validate(job_, world_), optimizer_slices(job_, model_, world_))),
+        opt_(model_.trainable_table(), adamw_params(job), model_.backend(), my_slice_begin(), my_slice_end()),
         sched_(schedule_params(job_)) {
-    validate(job_, world_);
     source_ = make_batch_source(job_, world_);
     if (!job_.data.val.empty())
       val_ = std::make_unique<data::TokenDataset>(data::expand_paths(job_.data.val), job_.train.seq_len,
@@ -151,6 +168,12 @@ class Trainer {
 
  private:
   bool finetuning() const { return !job_.finetune.train_set.empty(); }
+  /// ZeRO-1 on several ranks: each rank updates only its slice of the weights.
+  bool sharded() const { return slices_.size() > 2; }
+  /// Rank r's slice starts at bound(r) and ends at bound(r + 1) (sharded only).
+  index_t bound(int r) const { return slices_[static_cast<std::size_t>(r)]; }
+  index_t my_slice_begin() const { return sharded() ? bound(world_.rank()) : 0; }
+  index_t my_slice_end() const { return sharded() ? bound(world_.rank() + 1) : slices_.back(); }
 
   static model::Transformer make_model(const config::JobConfig& job) {
     if (job.finetune.lora.r > 0 && job.model.init_from.empty())
@@ -169,18 +192,22 @@ class Trainer {
     using log::human_bytes;
     const auto trainable = static_cast<double>(model_.num_trainable());
     const double weights = static_cast<double>(model_.num_params()) * f, grads = trainable * f;
-    const double moments = 2 * trainable * f;
+    const double moments = 2 * static_cast<double>(opt_.slice_end() - opt_.slice_begin()) * f;
     const double copies = ((ema_ ? 1 : 0) + (l2_ || l1_ ? 2 : 0)) * trainable * f;
     const double acts =
         static_cast<double>(model_.activation_bytes(job_.train.micro_batch, job_.train.seq_len, true) +
                             model_.backward_scratch_bytes(job_.train.micro_batch, job_.train.seq_len));
     const double lora = model_.lora() ? static_cast<double>(model_.lora()->scratch_bytes()) : 0.0;
     log::info(
-        "train: memory per rank {}: weights {}, gradients {}, AdamW moments {}, weight copies {}, "
+        "train: memory per rank {}: weights {}, gradients {}, AdamW moments {}{}, weight copies {}, "
         "activations "
         "{}{} ({} of {} parameters train{})",
         human_bytes(weights + grads + moments + copies + acts + lora), human_bytes(weights),
-        human_bytes(grads), human_bytes(moments), human_bytes(copies), human_bytes(acts),
+        human_bytes(grads), human_bytes(moments),
+        sharded() ? fmt::format(" (ZeRO-1: this rank's slice, {} of {} parameters)",
+                                opt_.slice_end() - opt_.slice_begin(), model_.num_trainable())
+                  : "",
+        human_bytes(copies), human_bytes(acts),
         model_.lora() ? fmt::format(", LoRA scratch {}", human_bytes(lora)) : "", model_.num_trainable(),
         model_.num_params(),
         model_.lora() ? fmt::format(", LoRA r = {} on {}", model_.lora()->spec().r,
@@ -268,11 +295,21 @@ class Trainer {
       local_loss += weighted_loss(mb);
       model_.backward(mb.dlosses);
     }
-    if (world_.size() > 1) world_.allreduce_sum(model_.trainable_grads_view().f32(), model_.num_trainable());
+    float* grads = model_.trainable_grads_view().f32();
+    if (sharded()) {
+      // ZeRO-1: each slice's gradient summed onto the rank that updates it; elsewhere stale.
+      for (int r = 0; r < world_.size(); ++r) world_.reduce_sum(grads + bound(r), bound(r + 1) - bound(r), r);
+    } else if (world_.size() > 1) {
+      world_.allreduce_sum(grads, model_.num_trainable());
+    }
     double loss = world_.sum(local_loss) / denom;
     if (l2_) loss += l2_->add_gradient(model_);
     if (l1_) loss += l1_->add_gradient(model_);
-    const double norm = std::sqrt(be.sum_squares(model_.trainable_grads_view()));
+    const index_t mine = opt_.slice_end() - opt_.slice_begin();
+    const kernels::TensorView my_grads{
+        grads + opt_.slice_begin(), kernels::DType::f32, {mine}, kernels::Device::host};
+    const double norm = sharded() ? std::sqrt(world_.sum(be.sum_squares(my_grads)))
+                                  : std::sqrt(be.sum_squares(model_.trainable_grads_view()));
     if (!std::isfinite(loss) || !std::isfinite(norm))
       fail<NumericError>(
           "step {}: {} is {} (loss {}, grad norm {}); stopping. The last good checkpoint in {} is "
@@ -281,6 +318,13 @@ class Trainer {
           loss, norm, dir_.string());
     opt_.step(model_.trainable_params_view(), model_.trainable_grads_view(), static_cast<float>(lr),
               clip_scale(norm, job_.optim.grad_clip));
+    if (sharded()) {
+      // Every rank's updated slice to all the others.
+      float* params = model_.trainable_params_view().f32();
+      for (int r = 0; r < world_.size(); ++r)
+        world_.broadcast_bytes(params + bound(r),
+                               static_cast<std::size_t>(bound(r + 1) - bound(r)) * sizeof(float), r);
+    }
     if (ema_) ema_->update(model_);
     const std::int64_t step_tokens = source_->step_tokens();
     source_->advance_step();
@@ -322,6 +366,7 @@ class Trainer {
   comm::Communicator world_;
   fs::path dir_;
   model::Transformer model_;
+  std::vector<index_t> slices_;  ///< ZeRO-1: ranks + 1 bounds; else {0, num_trainable}
   AdamW opt_;
   ScheduleParams sched_;
   std::unique_ptr<BatchSource> source_;

@@ -106,6 +106,65 @@ TEST(CheckpointMpi, RoundRobinOwnersEveryRankReadsEveryTensor) {
   }
 }
 
+// ZeRO-1 optimizer state: each rank holds some rows of a tensor (some ranks none); the file holds
+// the whole tensors, read back whole or by rows, with either write strategy.
+TEST(CheckpointMpi, RowPartsFromEveryRankMakeWholeTensors) {
+  const auto world = Communicator::world();
+  const int n = world.size(), me = world.rank();
+  const std::vector<Shape> shapes = {{10, 3}, {7}, {}, {2, 2, 5}, {1, 4}};
+  for (const auto strategy : {WriteStrategy::automatic, WriteStrategy::funnel}) {
+    flowlm::testing::TempDir dir("flowlm-ckpt-parts", /*shared=*/true);
+    std::vector<std::vector<float>> bufs;
+    std::vector<TensorRef> optim;
+    const std::vector<TensorRef> model = {{"w", {4}, nullptr, 0}};
+    const std::vector<float> w = {1, 2, 3, 4};
+    std::vector<TensorRef> model_refs = model;
+    model_refs[0].data = w.data();
+    for (std::size_t k = 0; k < shapes.size(); ++k) {
+      const Shape& s = shapes[k];
+      const flowlm::index_t rows = s.empty() ? 1 : s[0], row = s.empty() ? 1 : flowlm::shape_numel(s) / s[0];
+      // Rank r holds rows [r * rows / n, (r + 1) * rows / n): uneven, and empty for some ranks.
+      const flowlm::index_t first = me * rows / n, last = (me + 1) * rows / n;
+      std::vector<float> b(static_cast<std::size_t>((last - first) * row));
+      for (std::size_t i = 0; i < b.size(); ++i)
+        b[i] = value(static_cast<int>(k), first * row + static_cast<flowlm::index_t>(i));
+      bufs.push_back(std::move(b));
+      optim.push_back(TensorRef{"m/t" + std::to_string(k), s, last > first ? bufs.back().data() : nullptr,
+                                kRowParts, first, last - first});
+    }
+    const fs::path p = dir / checkpoint_name(3);
+    write_checkpoint(p, meta_for(world), model_refs, optim, world, strategy);
+    const CheckpointReader r(p);
+    for (std::size_t k = 0; k < shapes.size(); ++k) {
+      std::vector<float> got(static_cast<std::size_t>(flowlm::shape_numel(shapes[k])), -1.0f);
+      r.read("optim", optim[k].name, shapes[k], got.data());
+      for (std::size_t i = 0; i < got.size(); ++i)
+        ASSERT_EQ(got[i], value(static_cast<int>(k), static_cast<flowlm::index_t>(i)))
+            << optim[k].name << "[" << i << "]";
+    }
+    // Rows read back into the part a rank holds (what a resume at this rank count reads).
+    std::vector<float> rows(6, -1.0f);
+    r.read_rows("optim", "m/t0", {10, 3}, 8, 2, rows.data());
+    for (std::size_t i = 0; i < rows.size(); ++i)
+      EXPECT_EQ(rows[i], value(0, 24 + static_cast<flowlm::index_t>(i)));
+    EXPECT_THROW(r.read_rows("optim", "m/t0", {10, 3}, 9, 2, rows.data()), IoError);
+  }
+}
+
+// Parts that leave a gap or overlap are refused on every rank before anything is written.
+TEST(CheckpointMpi, RowPartsThatDoNotTileAreRefused) {
+  const auto world = Communicator::world();
+  flowlm::testing::TempDir dir("flowlm-ckpt-parts", /*shared=*/true);
+  const std::vector<float> b(3 * 4, 1.0f);
+  const std::vector<float> w = {1};
+  const std::vector<TensorRef> model = {{"w", {1}, w.data(), 0}};
+  // Every rank claims rows [0, 3) of a 4-row tensor: overlapping at np > 1, short at np 1.
+  const std::vector<TensorRef> optim = {{"m/t", {4, 3}, b.data(), kRowParts, 0, 3}};
+  const fs::path p = dir / checkpoint_name(4);
+  EXPECT_THROW(write_checkpoint(p, meta_for(world), model, optim, world), IoError);
+  EXPECT_FALSE(fs::exists(p));
+}
+
 TEST(CheckpointMpi, ReplicatedWeightsWrittenByRankZero) {
   const auto world = Communicator::world();
   flowlm::testing::TempDir dir("flowlm-ckpt-mpi", /*shared=*/true);

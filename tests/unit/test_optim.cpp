@@ -1,6 +1,7 @@
 // AdamW (decay masks, update rule, step count), gradient clipping and learning-rate schedules.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 #include <string>
@@ -154,6 +155,64 @@ TEST(Optim, AdamWMatchesFormula) {
   for (index_t i = 0; i < n; ++i) ASSERT_NEAR(opt.m()[i], m[i], 1e-5) << i;
   opt.set_step_count(100);
   EXPECT_EQ(opt.step_count(), 100);
+}
+
+// ZeRO-1 slices: whole rows of every tensor, covering the buffer in order, about 1/ranks each.
+TEST(Optim, ZeroSlicesCutTensorsAtRowBoundaries) {
+  const auto table = flowlm::model::make_param_table(flowlm::model::gpt2_config(2, 2, 16, 50, 16));
+  const index_t total = table.back().offset + table.back().numel;
+  for (const int ranks : {1, 2, 3, 4, 7}) {
+    const auto b = flowlm::train::zero_slices(table, ranks);
+    ASSERT_EQ(b.size(), static_cast<std::size_t>(ranks) + 1);
+    EXPECT_EQ(b.front(), 0);
+    EXPECT_EQ(b.back(), total);
+    index_t largest_row = 0;
+    for (const auto& p : table)
+      largest_row = std::max(largest_row, p.numel / std::max<index_t>(1, p.shape[0]));
+    for (int r = 0; r < ranks; ++r) {
+      ASSERT_LE(b[r], b[r + 1]);
+      EXPECT_NEAR(static_cast<double>(b[r + 1] - b[r]), static_cast<double>(total) / ranks,
+                  static_cast<double>(largest_row))
+          << ranks << " ranks, slice " << r;
+      index_t rows_seen = 0;
+      for (const auto& p : table) {
+        const auto rows = flowlm::train::rows_in_slice(p, b[r], b[r + 1]);  // throws if a row is cut
+        rows_seen += rows.count * (p.numel / std::max<index_t>(1, p.shape[0]));
+      }
+      EXPECT_EQ(rows_seen, b[r + 1] - b[r]);
+    }
+  }
+  EXPECT_THROW(flowlm::train::rows_in_slice(table[0], 0, 3), flowlm::Error);  // inside wte's first row
+}
+
+// Optimizers over the slices of a buffer together take exactly the whole buffer's step.
+TEST(Optim, SlicedAdamWEqualsTheWholeBuffersStep) {
+  flowlm::model::Transformer gpt(flowlm::model::gpt2_config(1, 2, 8, 11, 8));
+  gpt.init_random(4);
+  const index_t n = gpt.num_params();
+  std::vector<float> whole(gpt.params(), gpt.params() + n), parts = whole, g(n);
+  std::mt19937 rng(2);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  const auto b = flowlm::train::zero_slices(gpt.param_table(), 3);
+  AdamW full(gpt, AdamWParams{});
+  std::vector<AdamW> sliced;
+  sliced.reserve(3);
+  for (int r = 0; r < 3; ++r)
+    sliced.emplace_back(gpt.param_table(), AdamWParams{}, gpt.backend(), b[r], b[r + 1]);
+  for (int step = 0; step < 3; ++step) {
+    for (auto& x : g) x = nd(rng);
+    full.step(whole.data(), g.data(), 0.01f, 0.7f);
+    for (auto& o : sliced) o.step(parts.data(), g.data(), 0.01f, 0.7f);
+  }
+  for (index_t i = 0; i < n; ++i) ASSERT_EQ(parts[i], whole[i]) << i;
+  for (int r = 0; r < 3; ++r) {
+    ASSERT_EQ(sliced[r].slice_begin(), b[r]);
+    for (index_t i = b[r]; i < b[r + 1]; ++i) {
+      ASSERT_EQ(sliced[r].m()[i - b[r]], full.m()[i]) << i;
+      ASSERT_EQ(sliced[r].v()[i - b[r]], full.v()[i]) << i;
+    }
+  }
+  EXPECT_THROW(AdamW(gpt.param_table(), AdamWParams{}, gpt.backend(), 5, n + 1), flowlm::Error);
 }
 
 TEST(Optim, RejectsGappedTable) {
