@@ -188,27 +188,17 @@ class Trainer {
 
   /// What this rank holds for the run: weights, gradients, optimizer state, copies, activations.
   void report_memory() const {
-    const double f = sizeof(float);
     using log::human_bytes;
-    const auto trainable = static_cast<double>(model_.num_trainable());
-    const double weights = static_cast<double>(model_.num_params()) * f, grads = trainable * f;
-    const double moments = 2 * static_cast<double>(opt_.slice_end() - opt_.slice_begin()) * f;
-    const double copies = ((ema_ ? 1 : 0) + (l2_ || l1_ ? 2 : 0)) * trainable * f;
-    const double acts =
-        static_cast<double>(model_.activation_bytes(job_.train.micro_batch, job_.train.seq_len, true) +
-                            model_.backward_scratch_bytes(job_.train.micro_batch, job_.train.seq_len));
-    const double lora = model_.lora() ? static_cast<double>(model_.lora()->scratch_bytes()) : 0.0;
+    const TrainMemory m = train_memory(model_, job_, world_.size());
     log::info(
         "train: memory per rank {}: weights {}, gradients {}, AdamW moments {}{}, weight copies {}, "
-        "activations "
-        "{}{} ({} of {} parameters train{})",
-        human_bytes(weights + grads + moments + copies + acts + lora), human_bytes(weights),
-        human_bytes(grads), human_bytes(moments),
-        sharded() ? fmt::format(" (ZeRO-1: this rank's slice, {} of {} parameters)",
-                                opt_.slice_end() - opt_.slice_begin(), model_.num_trainable())
+        "activations {}{} ({} of {} parameters train{})",
+        human_bytes(m.total()), human_bytes(m.weights), human_bytes(m.grads), human_bytes(m.moments),
+        sharded() ? fmt::format(" (ZeRO-1: the largest slice, {} of {} parameters)", m.moment_params,
+                                model_.num_trainable())
                   : "",
-        human_bytes(copies), human_bytes(acts),
-        model_.lora() ? fmt::format(", LoRA scratch {}", human_bytes(lora)) : "", model_.num_trainable(),
+        human_bytes(m.copies), human_bytes(m.activations),
+        model_.lora() ? fmt::format(", LoRA scratch {}", human_bytes(m.lora)) : "", model_.num_trainable(),
         model_.num_params(),
         model_.lora() ? fmt::format(", LoRA r = {} on {}", model_.lora()->spec().r,
                                     fmt::join(model_.lora()->spec().targets, ", "))
@@ -382,6 +372,28 @@ class Trainer {
 };
 
 }  // namespace
+
+TrainMemory train_memory(const model::Transformer& model, const config::JobConfig& job, int ranks) {
+  const double f = sizeof(float);
+  const auto trainable = static_cast<double>(model.num_trainable());
+  TrainMemory m;
+  m.moment_params = model.num_trainable();
+  if (job.optim.zero_stage == 1 && ranks > 1) {
+    const auto b = zero_slices(model.trainable_table(), ranks);
+    m.moment_params = 0;
+    for (int r = 0; r < ranks; ++r) m.moment_params = std::max(m.moment_params, b[r + 1] - b[r]);
+  }
+  m.weights = static_cast<double>(model.num_params()) * f;
+  m.grads = trainable * f;
+  m.moments = 2 * static_cast<double>(m.moment_params) * f;
+  const std::string& method = job.finetune.method;
+  m.copies = ((job.train.ema_decay > 0 ? 1 : 0) + (method == "l2_init" || method == "l1_init" ? 2 : 0)) *
+             trainable * f;
+  m.activations = static_cast<double>(model.activation_bytes(job.train.micro_batch, job.train.seq_len, true) +
+                                      model.backward_scratch_bytes(job.train.micro_batch, job.train.seq_len));
+  m.lora = model.lora() ? static_cast<double>(model.lora()->scratch_bytes()) : 0.0;
+  return m;
+}
 
 TrainSummary run_training(const config::JobConfig& job, const comm::Communicator& world) {
   const config::JobConfig effective = effective_job(job);

@@ -12,7 +12,23 @@
 #include "comm/comm.hpp"
 #include "config/config.hpp"
 
+namespace flowlm::model {
+class Transformer;
+}
+
 namespace flowlm::train {
+
+/// \brief Bytes one rank holds for a training run of `job` (the trainer's memory report).
+struct TrainMemory {
+  double weights = 0, grads = 0, moments = 0, copies = 0, activations = 0, lora = 0;
+  std::int64_t moment_params = 0;  ///< parameters whose AdamW moments the rank keeps
+  double total() const { return weights + grads + moments + copies + activations + lora; }
+};
+
+/// \brief What a rank of a `ranks`-rank run of `job` holds, for `model` built as the trainer
+/// builds it (LoRA enabled if the job has it): with optim.zero_stage = 1 the moments of the
+/// largest ZeRO-1 slice. Allocates nothing.
+TrainMemory train_memory(const model::Transformer& model, const config::JobConfig& job, int ranks);
 
 /// \brief What a finished (or interrupted) run reports back, for tests and the demo.
 struct TrainSummary {
