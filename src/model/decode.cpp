@@ -207,7 +207,7 @@ struct Decoder::Impl {
 };
 
 Decoder::Decoder(const Transformer& model, index_t max_batch, index_t capacity)
-    : max_batch_(max_batch), capacity_(capacity), impl_(new Impl(model)) {
+    : max_batch_(max_batch), capacity_(capacity), impl_(std::make_unique<Impl>(model)) {
   const ModelConfig& c = model.config();
   if (max_batch < 1 || capacity < 1)
     fail<Error>("Decoder: max_batch = {} and capacity = {} must be >= 1", max_batch, capacity);
@@ -226,7 +226,7 @@ Decoder::Decoder(const Transformer& model, index_t max_batch, index_t capacity)
   impl_->start = model.backend().alloc(k::DType::i32, {max_batch});
 }
 
-Decoder::~Decoder() { delete impl_; }
+Decoder::~Decoder() = default;
 
 // One pass over B rows of T tokens (row b at positions len_[b] .. len_[b] + T - 1), leaving the
 // logits [B, V] of token last[b] of each row in logits_.

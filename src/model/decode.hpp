@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <vector>
 
@@ -71,7 +72,7 @@ class Decoder {
   index_t max_batch_ = 0, capacity_ = 0;
   std::vector<index_t> len_;
   std::vector<float> logits_;
-  Impl* impl_ = nullptr;
+  std::unique_ptr<Impl> impl_;  // owns the cache even when the constructor throws
 };
 
 /// \brief Continues every prompt with a KV cache, in batches of at most `batch` rows. Returns the

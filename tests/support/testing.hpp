@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <cstring>
 #include <exception>
 #include <filesystem>
 #include <random>
@@ -49,6 +50,12 @@ std::string thrown(F&& f) {
 
 inline bool contains(const std::string& s, const std::string& part) {
   return s.find(part) != std::string::npos;
+}
+
+/// \brief Whether two float arrays hold the same bits (NaNs included); empty arrays are equal.
+inline bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() &&
+         (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
 }
 
 /// \brief n token ids uniform in [0, V) from a seeded stream.

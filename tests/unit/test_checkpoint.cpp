@@ -1,7 +1,6 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <cstring>
 #include <fstream>
 #include <limits>
 #include <random>
@@ -135,11 +134,10 @@ TEST(Checkpoint, RoundTripIsBitwiseWithEveryAttribute) {
         EXPECT_TRUE(r.has(group, want[i].first));
         std::vector<float> got(want[i].second.data.size(), 42.0f);
         r.read(group, want[i].first, want[i].second.shape, got.data());
-        EXPECT_EQ(std::memcmp(got.data(), want[i].second.ptr(), got.size() * sizeof(float)), 0)
-            << want[i].first;
+        EXPECT_TRUE(flowlm::testing::same_bits(got, want[i].second.data)) << want[i].first;
         const Tensor t = r.read(group, want[i].first);
         EXPECT_EQ(t.shape, want[i].second.shape);
-        EXPECT_EQ(std::memcmp(t.ptr(), want[i].second.ptr(), t.data.size() * sizeof(float)), 0);
+        EXPECT_TRUE(flowlm::testing::same_bits(t.data, want[i].second.data)) << want[i].first;
       }
     }
     EXPECT_FALSE(r.has("model", "nope"));

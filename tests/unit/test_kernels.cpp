@@ -903,9 +903,7 @@ Vec randn(index_t n, std::mt19937& rng, float sd = 1.0f) {
   return v;
 }
 
-bool bitwise_equal(const Vec& a, const Vec& b) {
-  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
-}
+bool bitwise_equal(const Vec& a, const Vec& b) { return flowlm::testing::same_bits(a, b); }
 
 TEST_P(Backends, SupportsF32OnlyAndNamesItself) {
   EXPECT_EQ(be->name(), GetParam());
