@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <limits>
 #include <optional>
 #include <regex>
 #include <set>
@@ -80,6 +81,36 @@ std::string check_tensors(const fs::path& path, const char* group, const std::ve
 index_t rows_of(const Shape& shape) { return shape.empty() ? 1 : shape[0]; }
 index_t row_numel(const Shape& shape) {
   return shape.empty() ? 1 : (shape[0] == 0 ? 0 : shape_numel(shape) / shape[0]);
+}
+
+/// A streamed write's producer and the size of its chunks.
+struct Streamed {
+  const RowProducer& produce;
+  index_t chunk_numel;
+  /// Rows per chunk of a tensor of this shape: whole rows of about chunk_numel elements.
+  index_t rows_per_chunk(const Shape& shape) const {
+    const index_t row = row_numel(shape);
+    return row > 0 ? std::max<index_t>(1, chunk_numel / row) : std::max<index_t>(1, rows_of(shape));
+  }
+  /// Calls fn(first, rows, chunk) for each chunk of a tensor of this shape in order, with buf
+  /// sized to the chunk.
+  template <class Fn>
+  void each_chunk(const Shape& shape, std::vector<float>& buf, Fn&& fn) const {
+    const index_t rows = rows_of(shape), step = rows_per_chunk(shape), row = row_numel(shape);
+    for (index_t first = 0; first < rows; first += step) {
+      const index_t count = std::min(step, rows - first);
+      buf.resize(static_cast<std::size_t>(count * row));
+      fn(first, count, buf.data());
+    }
+  }
+};
+
+/// Writes rows [first, first + count) of d (the whole of a scalar).
+void write_chunk(h5::Dataset& d, const Shape& shape, index_t first, index_t count, const float* data) {
+  if (shape.empty())
+    d.write(data);
+  else
+    d.write_rows(first, count, data);
 }
 
 /// (first row, rows) of one rank's part of a kRowParts tensor.
@@ -225,7 +256,7 @@ std::string full_name(const char* group, const TensorRef& t) { return fmt::forma
 /// Parallel HDF5: metadata and dataset creation collectively, then each owner writes its own.
 std::string write_parallel(const fs::path& tmp, const CheckpointMeta& meta,
                            const std::vector<TensorRef>& model, const std::vector<TensorRef>& optim,
-                           const comm::Communicator& world, const TensorProducer* produce) {
+                           const comm::Communicator& world, const Streamed* streamed) {
   // Row parts: each rank writes its own hyperslab (independent I/O), like an owner its tensor.
   std::string err;
   std::optional<h5::File> f;
@@ -240,7 +271,7 @@ std::string write_parallel(const fs::path& tmp, const CheckpointMeta& meta,
     err = e.what();
   }
   if (err.empty()) {
-    std::vector<float> buf;  // streamed: one produced tensor at a time
+    std::vector<float> buf;  // streamed: one produced chunk at a time
     for (std::size_t i = 0; i < sets.size(); ++i) {
       auto& [d, t] = sets[i];
       if (t->owner == kRowParts) {
@@ -257,13 +288,13 @@ std::string write_parallel(const fs::path& tmp, const CheckpointMeta& meta,
       }
       if (t->owner != world.rank()) continue;
       try {
-        const float* src = t->data;
-        if (produce) {
-          buf.resize(static_cast<std::size_t>(shape_numel(t->shape)));
-          (*produce)(i, buf.data());
-          src = buf.data();
-        }
-        d.write(src);
+        if (streamed)
+          streamed->each_chunk(t->shape, buf, [&](index_t first, index_t count, float* chunk) {
+            streamed->produce(i, first, count, chunk);
+            write_chunk(d, t->shape, first, count, chunk);
+          });
+        else
+          d.write(t->data);
       } catch (const std::exception& e) {
         err = e.what();
         break;
@@ -283,7 +314,7 @@ std::string write_parallel(const fs::path& tmp, const CheckpointMeta& meta,
 /// (comm has no point-to-point calls; this path is the fallback, not the fast one).
 std::string write_funnel(const fs::path& tmp, const CheckpointMeta& meta, const std::vector<TensorRef>& model,
                          const std::vector<TensorRef>& optim, const comm::Communicator& world,
-                         const TensorProducer* produce, const PartTable& parts) {
+                         const Streamed* streamed, const PartTable& parts) {
   std::string err;
   std::optional<h5::File> f;
   const bool root = world.is_root();
@@ -316,17 +347,26 @@ std::string write_funnel(const fs::path& tmp, const CheckpointMeta& meta, const 
           world.broadcast_bytes(dst, static_cast<std::size_t>(part.rows * row) * sizeof(float), r);
         }
         src = buf.data();
-      } else if (t.owner != 0 || produce) {
-        buf.resize(static_cast<std::size_t>(shape_numel(t.shape)));
-        if (world.rank() == t.owner && produce && err.empty()) {
-          try {
-            (*produce)(index, buf.data());
-          } catch (const std::exception& e) {
-            err = e.what();  // keep going: the broadcasts below must still match on every rank
+      } else if (streamed) {
+        // Chunk by chunk: produced on the owner, broadcast to rank 0 (when elsewhere), written.
+        std::optional<h5::Dataset> d;
+        guarded([&] { d.emplace(f->create_dataset<float>(full_name(group, t), t.shape)); });
+        streamed->each_chunk(t.shape, buf, [&](index_t first, index_t count, float* chunk) {
+          if (world.rank() == t.owner && err.empty()) {
+            try {
+              streamed->produce(index, first, count, chunk);
+            } catch (const std::exception& e) {
+              err = e.what();  // keep going: the broadcasts below must still match on every rank
+            }
           }
-        } else if (world.rank() == t.owner && !produce) {
-          std::copy(t.data, t.data + buf.size(), buf.begin());
-        }
+          if (t.owner != 0) world.broadcast_bytes(chunk, buf.size() * sizeof(float), t.owner);
+          guarded([&] { write_chunk(*d, t.shape, first, count, chunk); });
+        });
+        ++index;
+        continue;
+      } else if (t.owner != 0) {
+        buf.resize(static_cast<std::size_t>(shape_numel(t.shape)));
+        if (world.rank() == t.owner) std::copy(t.data, t.data + buf.size(), buf.begin());
         world.broadcast_bytes(buf.data(), buf.size() * sizeof(float), t.owner);
         src = buf.data();
       }
@@ -358,8 +398,8 @@ namespace {
 void write_checkpoint_impl(const fs::path& path, const CheckpointMeta& meta_in,
                            const std::vector<TensorRef>& model, const std::vector<TensorRef>& optim,
                            const comm::Communicator& world, WriteStrategy strategy,
-                           const TensorProducer* produce) {
-  const PartTable parts = validate(path, meta_in, model, optim, world, produce != nullptr);
+                           const Streamed* streamed) {
+  const PartTable parts = validate(path, meta_in, model, optim, world, streamed != nullptr);
   CheckpointMeta meta = meta_in;
   broadcast_meta(meta, world);
   fs::path tmp = path;
@@ -379,8 +419,8 @@ void write_checkpoint_impl(const fs::path& path, const CheckpointMeta& meta_in,
     // MPI-IO's collectives inside HDF5 are not flowlm's: watch the whole write (a full disk can
     // leave one rank's MPI-IO waiting for another's failed write forever).
     const comm::WaitScope wait(parallel ? "a parallel HDF5 (MPI-IO) write" : "a checkpoint write");
-    err = parallel ? write_parallel(tmp, meta, model, optim, world, produce)
-                   : write_funnel(tmp, meta, model, optim, world, produce, parts);
+    err = parallel ? write_parallel(tmp, meta, model, optim, world, streamed)
+                   : write_funnel(tmp, meta, model, optim, world, streamed, parts);
   }
   if (err.empty() && world.is_root()) {
     try {
@@ -423,9 +463,18 @@ void write_checkpoint(const fs::path& path, const CheckpointMeta& meta, const st
 }
 
 void write_checkpoint_streamed(const fs::path& path, const CheckpointMeta& meta,
+                               const std::vector<TensorRef>& model, const RowProducer& produce,
+                               index_t chunk_numel, const comm::Communicator& world, WriteStrategy strategy) {
+  const Streamed streamed{produce, chunk_numel};
+  write_checkpoint_impl(path, meta, model, {}, world, strategy, &streamed);
+}
+
+void write_checkpoint_streamed(const fs::path& path, const CheckpointMeta& meta,
                                const std::vector<TensorRef>& model, const TensorProducer& produce,
                                const comm::Communicator& world, WriteStrategy strategy) {
-  write_checkpoint_impl(path, meta, model, {}, world, strategy, &produce);
+  // One chunk per tensor: every call is (index, 0, all rows).
+  const RowProducer whole = [&](std::size_t i, index_t, index_t, float* out) { produce(i, out); };
+  write_checkpoint_streamed(path, meta, model, whole, std::numeric_limits<index_t>::max(), world, strategy);
 }
 
 // ---- reading ------------------------------------------------------------------------------

@@ -78,12 +78,21 @@ void write_checkpoint(const std::filesystem::path& path, const CheckpointMeta& m
 
 /// \brief Fills `out` (numel floats) with tensor `index` of the model list; called on its owner rank.
 using TensorProducer = std::function<void(std::size_t index, float* out)>;
+/// \brief Fills `out` with rows [first, first + rows) of tensor `index` of the model list (a row:
+/// the trailing dimensions; a scalar is one row); called on its owner rank, rows in order.
+using RowProducer = std::function<void(std::size_t index, index_t first, index_t rows, float* out)>;
 
-/// \brief write_checkpoint for outputs computed tensor by tensor (the `average` stage): the
+/// \brief write_checkpoint for outputs computed as they are written (the `average` stage): the
 /// `model` entries carry no data; each owner rank calls `produce` for its tensors one at a time,
-/// right before writing each, so a rank holds one output tensor at a time. No /optim tensors
-/// and no kRowParts owners.
+/// in chunks of whole rows of about `chunk_numel` elements (at least one row), writing each chunk
+/// before producing the next, so a rank holds one chunk at a time. No /optim tensors and no
+/// kRowParts owners.
 /// An exception from `produce` becomes an IoError on every rank (tmp removed, as above).
+void write_checkpoint_streamed(const std::filesystem::path& path, const CheckpointMeta& meta,
+                               const std::vector<TensorRef>& model, const RowProducer& produce,
+                               index_t chunk_numel, const comm::Communicator& world,
+                               WriteStrategy strategy = WriteStrategy::automatic);
+/// \brief The same with whole tensors: a rank holds one output tensor at a time.
 void write_checkpoint_streamed(const std::filesystem::path& path, const CheckpointMeta& meta,
                                const std::vector<TensorRef>& model, const TensorProducer& produce,
                                const comm::Communicator& world,

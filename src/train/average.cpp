@@ -248,55 +248,68 @@ void write_average(const AverageOutput& out, const comm::Communicator& world) {
   std::vector<io::TensorRef> refs;
   for (std::size_t i = 0; i < tensors.size(); ++i)
     refs.push_back({tensors[i].first, tensors[i].second, nullptr, owners[i]});
-  // Only the owner of tensor i runs this: rows in chunks of about kChunk elements, each read
-  // from every source in turn and summed in float64, so a rank holds the output tensor (the
-  // writer's buffer) plus two chunk buffers.
-  constexpr index_t kChunk = index_t{1} << 20;
-  std::vector<double> acc;
-  std::vector<float> part;
-  double read_s = 0, read_bytes = 0;
-  const io::TensorProducer produce = [&](std::size_t i, float* result) {
+  // Only the owner of tensor i runs this, for chunks of whole rows of about kChunk elements
+  // (the writer writes each before asking for the next): the chunk is read from every source and
+  // summed in float64, sources in order (so the result does not depend on the chunking or the
+  // rank count), in blocks small enough for L1. A rank holds one chunk buffer per source and the
+  // writer's chunk.
+  constexpr index_t kChunk = index_t{1} << 18;
+  constexpr std::size_t kBlock = 512;
+  std::vector<std::vector<float>> parts(readers.size());
+  std::vector<h5::Dataset> sets;
+  std::size_t open_index = tensors.size();
+  double read_s = 0, read_bytes = 0, produce_s = 0;
+  const io::RowProducer produce = [&](std::size_t i, index_t first, index_t count, float* dst) {
+    const auto p0 = std::chrono::steady_clock::now();
     const auto& [name, shape] = tensors[i];
-    const index_t rows = shape.empty() ? 1 : shape[0];
-    const index_t row = rows > 0 ? shape_numel(shape) / rows : 0;
-    const index_t step = std::max<index_t>(1, row > 0 ? kChunk / row : rows);
-    std::vector<h5::Dataset> sets;
-    for (std::size_t j = 0; j < readers.size(); ++j) {
-      sets.push_back(readers[j]->file().open_dataset("/model/" + name));
-      if (sets.back().shape() != shape)
-        fail<ConfigError>("average: tensor '{}' has shape {} in {} but {} in {}", name,
-                          shape_str(sets.back().shape()), out.sources[j].path.string(), shape_str(shape),
-                          out.sources[0].path.string());
-    }
-    for (index_t first = 0; first < rows; first += step) {
-      const index_t count = std::min(step, rows - first);
-      const auto n = static_cast<std::size_t>(count * row);
-      acc.assign(n, 0.0);
-      part.resize(n);
-      for (std::size_t j = 0; j < sets.size(); ++j) {
-        const auto t0 = std::chrono::steady_clock::now();
-        if (shape.empty())
-          sets[j].read(part.data());
-        else
-          sets[j].read_rows(first, count, part.data());
-        read_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        read_bytes += 4.0 * static_cast<double>(n);
-        const double w = out.weights[j];
-        for (std::size_t e = 0; e < n; ++e) acc[e] += w * static_cast<double>(part[e]);
+    if (open_index != i) {
+      sets.clear();
+      for (std::size_t j = 0; j < readers.size(); ++j) {
+        sets.push_back(readers[j]->file().open_dataset("/model/" + name));
+        if (sets.back().shape() != shape)
+          fail<ConfigError>("average: tensor '{}' has shape {} in {} but {} in {}", name,
+                            shape_str(sets.back().shape()), out.sources[j].path.string(), shape_str(shape),
+                            out.sources[0].path.string());
       }
-      float* dst = result + first * row;
-      for (std::size_t e = 0; e < n; ++e) dst[e] = static_cast<float>(acc[e]);
+      open_index = i;
     }
+    const auto n = static_cast<std::size_t>(shape.empty() ? 1 : count * (shape_numel(shape) / shape[0]));
+    for (std::size_t j = 0; j < sets.size(); ++j) {
+      parts[j].resize(n);
+      if (shape.empty())
+        sets[j].read(parts[j].data());
+      else
+        sets[j].read_rows(first, count, parts[j].data());
+    }
+    const auto t1 = std::chrono::steady_clock::now();
+    read_s += std::chrono::duration<double>(t1 - p0).count();
+    read_bytes += 4.0 * static_cast<double>(n) * static_cast<double>(sets.size());
+    double acc[kBlock];
+    for (std::size_t b = 0; b < n; b += kBlock) {
+      const std::size_t m = std::min(kBlock, n - b);
+      std::fill(acc, acc + m, 0.0);
+      for (std::size_t j = 0; j < sets.size(); ++j) {
+        const double w = out.weights[j];
+        const float* src = parts[j].data() + b;
+        for (std::size_t e = 0; e < m; ++e) acc[e] += w * static_cast<double>(src[e]);
+      }
+      for (std::size_t e = 0; e < m; ++e) dst[b + e] = static_cast<float>(acc[e]);
+    }
+    produce_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - p0).count();
   };
   const auto t0 = std::chrono::steady_clock::now();
-  io::write_checkpoint_streamed(out.path, meta, refs, produce, world);
+  io::write_checkpoint_streamed(out.path, meta, refs, produce, kChunk, world);
+  sets.clear();
   const double total_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const double all_bytes = world.sum(read_bytes), slowest_read = world.max(read_s);
+  const double slowest_sum = world.max(produce_s - read_s);
   log::info(
-      "average: {}: read {:.1f} MB in {:.3f} s (slowest rank's reads; {:.1f} MB/s), {:.3f} s in all ({:.1f} "
-      "MB/s)",
+      "average: {}: read {:.1f} MB in {:.3f} s (slowest rank's reads; {:.1f} MB/s), sums {:.3f} s, {:.3f} s "
+      "in "
+      "all ({:.1f} MB/s)",
       out.path.filename().string(), all_bytes / 1e6, slowest_read,
-      all_bytes / std::max(slowest_read, 1e-9) / 1e6, total_s, all_bytes / std::max(total_s, 1e-9) / 1e6);
+      all_bytes / std::max(slowest_read, 1e-9) / 1e6, slowest_sum, total_s,
+      all_bytes / std::max(total_s, 1e-9) / 1e6);
 }
 
 std::vector<fs::path> run_average(const config::JobConfig& job, const comm::Communicator& world) {

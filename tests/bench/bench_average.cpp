@@ -13,10 +13,12 @@
 #include "comm/comm.hpp"
 #include "core/error.hpp"
 #include "io/checkpoint.hpp"
+#include "kernels/backend.hpp"
 #include "model/transformer.hpp"
 
 int main(int argc, char** argv) {
   flowlm::comm::Environment mpi(argc, argv);
+  const flowlm::kernels::BackendScope kokkos(argc, argv);
   CLI::App app{"checkpoint files for the averaging benchmark"};
   app.require_subcommand(1);
   std::string dir;

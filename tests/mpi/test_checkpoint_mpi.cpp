@@ -11,6 +11,7 @@
 namespace fs = std::filesystem;
 using flowlm::IoError;
 using flowlm::Shape;
+using flowlm::Tensor;
 using flowlm::comm::Communicator;
 using namespace flowlm::io;
 
@@ -103,6 +104,48 @@ TEST(CheckpointMpi, RoundRobinOwnersEveryRankReadsEveryTensor) {
     EXPECT_EQ(r.meta().world_size, world.size());
     EXPECT_EQ(r.meta().extra.at("kind"), "train");
     EXPECT_FALSE(fs::exists(dir / (checkpoint_name(500) + ".tmp")));
+  }
+}
+
+// The averaging job's writes: tensors produced on their owners in chunks of whole rows (here about
+// 10 elements: several rows, one row, or one row larger than the chunk), each chunk written before
+// the next is asked for; a scalar and an empty tensor too.
+TEST(CheckpointMpi, StreamedRowChunksComeInOrderFromTheirOwners) {
+  const auto world = Communicator::world();
+  const std::vector<Shape> shapes{{17, 5}, {33}, {3, 4, 7}, {1003, 3}, {}, {0, 3}};
+  constexpr flowlm::index_t kChunk = 10;
+  for (const auto strategy : {WriteStrategy::automatic, WriteStrategy::funnel}) {
+    flowlm::testing::TempDir dir("flowlm-ckpt-mpi", /*shared=*/true);
+    std::vector<TensorRef> refs;
+    for (std::size_t k = 0; k < shapes.size(); ++k)
+      refs.push_back({"t" + std::to_string(k), shapes[k], nullptr, static_cast<int>(k) % world.size()});
+    std::vector<flowlm::index_t> next_row(shapes.size(), 0);  // per tensor: the row the next call starts at
+    std::size_t bad_calls = 0;
+    const RowProducer produce = [&](std::size_t k, flowlm::index_t first, flowlm::index_t rows, float* out) {
+      const Shape& s = shapes[k];
+      const flowlm::index_t row = s.empty() ? 1 : flowlm::shape_numel(s) / s[0];
+      bad_calls += refs[k].owner != world.rank() || first != next_row[k] || rows < 1 ||
+                   (rows > 1 && rows * row > kChunk);
+      next_row[k] = first + rows;
+      for (flowlm::index_t e = 0; e < rows * row; ++e) out[e] = value(static_cast<int>(k), first * row + e);
+    };
+    const fs::path p = dir / "streamed.h5";
+    write_checkpoint_streamed(p, meta_for(world), refs, produce, kChunk, world, strategy);
+    EXPECT_EQ(bad_calls, 0u);
+    for (std::size_t k = 0; k < shapes.size(); ++k) {
+      if (refs[k].owner != world.rank()) continue;
+      EXPECT_EQ(next_row[k], shapes[k].empty() ? 1 : shapes[k][0]) << "tensor " << k << " not produced whole";
+    }
+    const CheckpointReader r(p);
+    for (std::size_t k = 0; k < shapes.size(); ++k) {
+      const Tensor t = r.read("model", refs[k].name);
+      EXPECT_EQ(t.shape, shapes[k]);
+      std::size_t bad = 0;
+      for (std::size_t i = 0; i < t.data.size(); ++i)
+        bad += t.data[i] != value(static_cast<int>(k), static_cast<flowlm::index_t>(i));
+      EXPECT_EQ(bad, 0u) << refs[k].name;
+    }
+    EXPECT_FALSE(fs::exists(dir / "streamed.h5.tmp"));
   }
 }
 
