@@ -273,7 +273,8 @@ std::string write_parallel(const fs::path& tmp, const CheckpointMeta& meta,
   if (err.empty()) {
     std::vector<float> buf;  // streamed: one produced chunk at a time
     for (std::size_t i = 0; i < sets.size(); ++i) {
-      auto& [d, t] = sets[i];
+      h5::Dataset& d = sets[i].first;  // not a structured binding: the lambda below captures it
+      const TensorRef* t = sets[i].second;
       if (t->owner == kRowParts) {
         try {
           if (t->rows > 0 && t->shape.empty())
