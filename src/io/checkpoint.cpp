@@ -529,27 +529,31 @@ bool CheckpointReader::has(const std::string& group, const std::string& name) co
   return file_.is_dataset(fmt::format("/{}/{}", group, name));
 }
 
-void CheckpointReader::read(const std::string& group, const std::string& name, const Shape& expected,
-                            float* out) const {
-  const std::string ds = fmt::format("/{}/{}", group, name);
-  if (!file_.is_dataset(ds))
-    fail<IoError>("{}: missing dataset '{}' (checkpoint of a different model?)", path().string(), ds);
-  const h5::Dataset d = file_.open_dataset(ds);
+namespace {
+
+/// Dataset /group/name of a checkpoint, which must exist with shape `expected`.
+h5::Dataset open_expected(const h5::File& file, const fs::path& path, const std::string& ds,
+                          const Shape& expected) {
+  if (!file.is_dataset(ds))
+    fail<IoError>("{}: missing dataset '{}' (checkpoint of a different model?)", path.string(), ds);
+  h5::Dataset d = file.open_dataset(ds);
   if (d.shape() != expected)
     fail<IoError>("{}: dataset '{}' has shape {}, expected {} (checkpoint of a different model config?)",
-                  path().string(), ds, shape_str(d.shape()), shape_str(expected));
-  d.read(out);
+                  path.string(), ds, shape_str(d.shape()), shape_str(expected));
+  return d;
+}
+
+}  // namespace
+
+void CheckpointReader::read(const std::string& group, const std::string& name, const Shape& expected,
+                            float* out) const {
+  open_expected(file_, path(), fmt::format("/{}/{}", group, name), expected).read(out);
 }
 
 void CheckpointReader::read_rows(const std::string& group, const std::string& name, const Shape& expected,
                                  index_t first, index_t count, float* out) const {
   const std::string ds = fmt::format("/{}/{}", group, name);
-  if (!file_.is_dataset(ds))
-    fail<IoError>("{}: missing dataset '{}' (checkpoint of a different model?)", path().string(), ds);
-  const h5::Dataset d = file_.open_dataset(ds);
-  if (d.shape() != expected)
-    fail<IoError>("{}: dataset '{}' has shape {}, expected {} (checkpoint of a different model config?)",
-                  path().string(), ds, shape_str(d.shape()), shape_str(expected));
+  const h5::Dataset d = open_expected(file_, path(), ds, expected);
   if (first < 0 || count < 0 || first + count > rows_of(expected))
     fail<IoError>("{}: rows [{}, {}) of dataset '{}' are outside its {} rows", path().string(), first,
                   first + count, ds, rows_of(expected));
