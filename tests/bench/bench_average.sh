@@ -44,7 +44,7 @@ printf '%-34s %10.3f %10.1f %12.1f %8s\n' "sequential read (1 process)" "$(field
 
 settle
 cs=$(date +%s.%N); cat "$work"/run/step_*.h5 > /dev/null; ce=$(date +%s.%N)
-"$py" -c "import sys; s=$ce-$cs; print(f\"{'cat > /dev/null (page cache)':<34} {s:10.3f} {$bytes/s/1e6:10.1f} {'-':>12} {$bytes/s/1e6/$(field "$seq" mb_per_s):8.2f}\")"
+"$py" -c "import sys; s=$ce-$cs; print(f\"{'cat > /dev/null':<34} {s:10.3f} {$bytes/s/1e6:10.1f} {'-':>12} {$bytes/s/1e6/$(field "$seq" mb_per_s):8.2f}\")"
 
 printf '[average]\nmode = "swa"\ninputs = ["%s"]\noutput_dir = "%s"\n' "$work/run" "$out/avg" > "$work/job.toml"
 for np in 1 2; do

@@ -903,7 +903,7 @@ Vec randn(index_t n, std::mt19937& rng, float sd = 1.0f) {
   return v;
 }
 
-bool bitwise_equal(const Vec& a, const Vec& b) { return flowlm::testing::same_bits(a, b); }
+using flowlm::testing::same_bits;
 
 TEST_P(Backends, SupportsF32OnlyAndNamesItself) {
   EXPECT_EQ(be->name(), GetParam());
@@ -945,7 +945,7 @@ TEST_P(Backends, CrossEntropyInPlaceMatchesOutOfPlace) {
   be->crossentropy_backward(g.view(), x.view(), t.view(), d.view());
   be->crossentropy_backward(x.view(), x.view(), t.view(), d.view());  // dlogits == logits
   const Vec out = download(g);
-  EXPECT_TRUE(bitwise_equal(download(x), out));
+  EXPECT_TRUE(same_bits(download(x), out));
   for (index_t v = 0; v < V; ++v) EXPECT_EQ(out[static_cast<std::size_t>(V + v)], 0.0f);  // dlosses 0: zeros
   for (index_t n = 0; n < N; ++n) {  // each row sums to 0 (softmax minus one-hot)
     double s = 0.0;
@@ -989,11 +989,11 @@ TEST_P(Backends, ElementwiseOpsRunInPlace) {
   Buffer x = upload(a, {5, 10}), y = upload(b, {5, 10}), sum = be->alloc(DType::f32, {5, 10});
   be->residual_forward(sum.view(), x.view(), y.view());
   be->residual_forward(x.view(), x.view(), y.view());  // out aliases a
-  EXPECT_TRUE(bitwise_equal(download(x), download(sum)));
+  EXPECT_TRUE(same_bits(download(x), download(sum)));
   Buffer capped = be->alloc(DType::f32, {5, 10}), z = upload(a, {5, 10});
   be->softcap_forward(capped.view(), z.view(), 3.0f);
   be->softcap_forward(z.view(), z.view(), 3.0f);  // the way Gemma-2's logits are capped
-  EXPECT_TRUE(bitwise_equal(download(z), download(capped)));
+  EXPECT_TRUE(same_bits(download(z), download(capped)));
   for (const float v : download(z)) EXPECT_LT(std::fabs(v), 3.0f);
 }
 
@@ -1039,7 +1039,7 @@ TEST_P(Backends, RopeAtPositionsContinuesTheSequence) {
     Buffer tail = upload(Vec(full.begin() + s * row, full.end()), {1, T, row});
     Buffer start = upload_ids({static_cast<std::int32_t>(s)}, {1});
     be->rope_forward_at(tail.view(), start.view(), RopeParams{NH, KVH, hd, 10000.0f});
-    EXPECT_TRUE(bitwise_equal(download(tail), Vec(want.begin() + s * row, want.end()))) << "start " << s;
+    EXPECT_TRUE(same_bits(download(tail), Vec(want.begin() + s * row, want.end()))) << "start " << s;
   }
 }
 
@@ -1241,26 +1241,26 @@ TEST(KernelsHost, LegacyEntryPointsMatchTheInterfaceBitwise) {
   kern::attention_forward(o1.data(), a1.data(), qkv.data(), B, T, C, NH);
   be->attention_forward(view(o2, {B, T, C}), view(a2, {B, NH, T, T}), view(qkv, {B, T, 3 * C}),
                         AttentionParams{NH, NH, C / NH});
-  EXPECT_TRUE(bitwise_equal(o1, o2));
-  EXPECT_TRUE(bitwise_equal(a1, a2));
+  EXPECT_TRUE(same_bits(o1, o2));
+  EXPECT_TRUE(same_bits(a1, a2));
 
   Vec m1(N), r1(N), m2(N), r2(N);
   kern::layernorm_forward(o1.data(), m1.data(), r1.data(), x.data(), w.data(), bias.data(), N, C);
   be->layernorm_forward(view(o2, {N, C}), view(m2, {N}), view(r2, {N}), view(x, {N, C}), view(w, {C}),
                         view(bias, {C}), 1e-5f);
-  EXPECT_TRUE(bitwise_equal(o1, o2));
-  EXPECT_TRUE(bitwise_equal(m1, m2));
-  EXPECT_TRUE(bitwise_equal(r1, r2));
+  EXPECT_TRUE(same_bits(o1, o2));
+  EXPECT_TRUE(same_bits(m1, m2));
+  EXPECT_TRUE(same_bits(r1, r2));
 
   kern::encoder_forward(o1.data(), tok.data(), wte.data(), wpe.data(), B, T, C);
   be->embedding_forward(view(o2, {B, T, C}), kern::host_view(tok.data(), {B, T}), view(wte, {V, C}),
                         view(wpe, {T, C}), 1.0f);
-  EXPECT_TRUE(bitwise_equal(o1, o2));
+  EXPECT_TRUE(same_bits(o1, o2));
 
   Vec l1(N * V), l2(N * V);
   kern::lm_head_forward(l1.data(), x.data(), wte.data(), N, C, V);
   be->matmul_forward(view(l2, {N, V}), view(x, {N, C}), view(wte, {V, C}), {}, WeightLayout::linear);
-  EXPECT_TRUE(bitwise_equal(l1, l2));
+  EXPECT_TRUE(same_bits(l1, l2));
 }
 
 // ---- host determinism: reductions over rows give bitwise identical results run to run ----
@@ -1297,7 +1297,7 @@ TEST(KernelsHost, BackwardIsBitwiseReproducible) {
     return r;
   };
   const auto a = run(), b = run();
-  for (std::size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(bitwise_equal(a[i], b[i])) << "output " << i;
+  for (std::size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(same_bits(a[i], b[i])) << "output " << i;
 }
 
 }  // namespace
